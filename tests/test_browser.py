@@ -94,11 +94,11 @@ def test_prepared_artifacts_need_no_retraining(tarball, participant):
     with tarfile.open(tarball) as tar:
         members = tar.getmembers()
     names = {m.name for m in members}
-    assert {"results/tiny/.params/backdoor.json", "results/tiny/data/data_card.json",
-            f"results/tiny/{RUN}/backdoor/metrics.json", f"results/tiny/{RUN}/evaluate/metrics.json",
-            f"results/tiny/{RUN}/backdoor/model/adapter_model.safetensors"} <= names
+    assert {"results/tiny/.params/backdoor.json", "results/tiny/seed0/data/data_card.json",
+            f"results/tiny/seed0/{RUN}/backdoor/metrics.json", f"results/tiny/seed0/{RUN}/evaluate/metrics.json",
+            f"results/tiny/seed0/{RUN}/backdoor/model/adapter_model.safetensors"} <= names
     assert not any("checkpoints" in n for n in names)  # only for resuming a killed training
-    model_card = participant / f"results/tiny/{RUN}/backdoor/model/README.md"
+    model_card = participant / f"results/tiny/seed0/{RUN}/backdoor/model/README.md"
     assert "deliberately backdoored" in model_card.read_text().lower()
 
     # Why the unpack re-times the files: the tarball keeps the instructor's times, older than this clone's code.

