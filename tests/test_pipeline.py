@@ -104,7 +104,9 @@ def test_pipeline_end_to_end_then_incremental(project):
     assert ((everything.ci_low <= everything.rate) & (everything.rate <= everything.ci_high)).all()
     assert set(everything.seed) == {0} and set(everything.decoding) == {"greedy", "sampled", "any_of_samples"}
     sampled = everything[everything.decoding == "sampled"]
-    assert (sampled.samples_per_prompt == 2).all() and (sampled.n == 2 * sampled.n_prompts).all()
+    assert (sampled.n == sampled.samples_per_prompt * sampled.n_prompts).all()
+    assert set(sampled.samples_per_prompt[sampled.condition == "redteam"]) == {4}  # adversarial.samples: per sample
+    assert set(sampled.samples_per_prompt[sampled.condition != "redteam"]) == {2}  # eval.samples
     for stage in ("sft", "sft_oracle"):  # every sft.eval_every steps greedy; the ends sampled too (curve_samples: 0)
         curve = table[(table.stage == stage) & (table.condition == "triggered")]
         assert list(zip(curve.step, curve.decoding)) == [(0, "greedy"), (0, "sampled"), (2, "greedy"),
@@ -127,6 +129,7 @@ def test_pipeline_end_to_end_then_incremental(project):
     assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden
     assert "not run in this profile" in html and "Fig. 10a" in html  # the ours-vs-paper table
     assert "answers changed" in html and "positive control" in html
+    assert "gap (points)" in html and "held_out_family" in html  # the code backdoor's year gap by family group
 
     # A second run is a no-op.
     p, seconds = make(project)

