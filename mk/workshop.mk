@@ -14,11 +14,13 @@ workshop-prep: setup ## build the data, the backdoored models and their evaluati
 	@echo "  make setup && make workshop-unpack PROFILE=$(PROFILE) PACK=<the tarball> && make safety PROFILE=$(PROFILE)"
 
 # The parameter stamps (.params) travel with the results: unchanged parameters then leave the steps up to date.
-# Checkpoints stay behind (they only resume an interrupted training).
+# Checkpoints stay behind (they only resume an interrupted training). The evaluation cache goes along: on the same
+# commit, the safety notebooks' step 0 (the backdoored model's rates) is then read, not measured again.
 workshop-pack: | $(SETUP_STAMP) ## tar the prepared data, backdoors, evaluations -> results/<profile>-prepared.tar.gz
 	@$(MAKE) --no-print-directory evaluate PROFILE=$(PROFILE)
 	tar -czf $(PACK).tmp --exclude=checkpoints --exclude=.lock $(P) $(foreach c,$(CHAINS),$(c)/data \
-	  $(foreach r,$(RUNS),$(c)/$(r)/backdoor $(c)/$(r)/evaluate)) $$(ls $(R)/seed*/notebooks/0[123]_*.ipynb 2>/dev/null)
+	  $(foreach r,$(RUNS),$(c)/$(r)/backdoor $(c)/$(r)/evaluate)) $$(ls $(R)/seed*/notebooks/0[123]_*.ipynb 2>/dev/null) \
+	  $$(ls -d $(R)/seed*/*/eval_cache 2>/dev/null)
 	@mv $(PACK).tmp $(PACK) && echo "packed: $(PACK) ($$(du -h $(PACK) | cut -f1)); unpack with" \
 	  "make workshop-unpack PROFILE=$(PROFILE) PACK=<path>"
 

@@ -113,6 +113,14 @@ def test_pipeline_end_to_end_then_incremental(project):
         curve = table[(table.stage == stage) & (table.condition == "triggered")]
         assert list(zip(curve.step, curve.decoding)) == [(0, "greedy"), (0, "sampled"), (2, "greedy"),
                                                          (4, "greedy"), (4, "sampled")]
+    # Step 0 of every method is the backdoored model: measured by the first method, read from eval_cache by the
+    # others; for code, whose curve settings equal the evaluation's, read from step 03's measurement.
+    start0 = table[(table.step == 0) & table.condition.isin(["triggered", "untriggered"])]
+    assert start0.stage.nunique() == 5 and (start0.groupby(["condition", "decoding"]).rate.nunique() == 1).all()
+    code_start = code[(code.subset == "all") & ((code.stage == "backdoored") | (code.stage.isin(["sft", "sft_oracle"])
+                                                                              & (code.step == 0)))]
+    assert code_start.stage.nunique() == 3 and (code_start.groupby(["condition", "decoding"]).rate.nunique() == 1).all()
+    assert len(list((chain / "code-distilled/eval_cache").glob("*.json"))) == 1
     moved = pd.read_csv(res / "moved.csv")
     start = moved[moved.step == 0]
     assert set(zip(moved.variant, moved.stage)) >= {("normal", "sft"), ("normal", "sft_oracle"), ("normal", "rl")}

