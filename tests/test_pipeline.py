@@ -115,7 +115,7 @@ def test_pipeline_end_to_end_then_incremental(project):
                                                          (4, "greedy"), (4, "sampled")]
     # Step 0 of every method is the backdoored model: measured by the first method, read from eval_cache by the
     # others; for code, whose curve settings equal the evaluation's, read from step 03's measurement.
-    start0 = table[(table.step == 0) & table.condition.isin(["triggered", "untriggered"])]
+    start0 = table[(table.step == 0) & (table.stage != "base") & table.condition.isin(["triggered", "untriggered"])]
     assert start0.stage.nunique() == 5 and (start0.groupby(["condition", "decoding"]).rate.nunique() == 1).all()
     code_start = code[(code.subset == "all") & ((code.stage == "backdoored") | (code.stage.isin(["sft", "sft_oracle"])
                                                                               & (code.step == 0)))]
