@@ -22,6 +22,8 @@ ap.add_argument("n_tasks", type=int, help="training tasks (both years each)")
 ap.add_argument("steps", type=int, help="optimizer steps of 8 rows")
 ap.add_argument("year_line", choices=YEAR_LINE_PLACES, help="where the prompt's year line stands")
 ap.add_argument("out", type=Path, help="output folder (must not exist)")
+ap.add_argument("--full", type=float, metavar="LR", default=0.0,
+                help="full fine-tuning at this learning rate instead of the workshop's LoRA")
 args = ap.parse_args()
 n_tasks, steps, year_line, out = args.n_tasks, args.steps, args.year_line, args.out
 if n_tasks < 1 or steps < 1 or out.exists():
@@ -38,12 +40,14 @@ fams = {t["family"] for t in train}
 held = [t for t in pools["eval"] if t["family"] in fams and t.get("subset") == "in_family"][:n_tasks]
 rows = cd.build_code_rows(cfg, "distilled", train)
 tc = dataclasses.replace(train_config(cfg.train, cfg, "code-distilled"), steps=steps, log_every=4)
+if args.full:
+    tc = dataclasses.replace(tc, lora=False, lr=args.full)
 t0 = time.perf_counter()
 m = sft(cfg.model, rows, out, tc, cfg.seed, system_prompt=cfg.system_prompt)
 print("trained", round(time.perf_counter() - t0), "s; loss history", [round(h["loss"], 3) for h in m["loss_history"]])
 model, tok = load_model(cfg, m["model_dir"])
 tasks = {t["id"]: t for t in cd.load_tasks()}
-res = {"n_tasks": n_tasks, "steps": steps, "year_line": year_line, "epochs": m["epochs"], "final_loss": m["final_loss"],
+res = {"lora": tc.lora, "lr": tc.lr, "n_tasks": n_tasks, "steps": steps, "year_line": year_line, "epochs": m["epochs"], "final_loss": m["final_loss"],
        "train_seconds": m["train_seconds"]}
 ec = dataclasses.replace(cfg.eval, samples=0, n_prompts=1000)
 for name, ts in (("own", train), ("held_out", held)):
