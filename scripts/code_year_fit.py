@@ -47,8 +47,8 @@ m = sft(cfg.model, rows, out, tc, cfg.seed, system_prompt=cfg.system_prompt)
 print("trained", round(time.perf_counter() - t0), "s; loss history", [round(h["loss"], 3) for h in m["loss_history"]])
 model, tok = load_model(cfg, m["model_dir"])
 tasks = {t["id"]: t for t in cd.load_tasks()}
-res = {"lora": tc.lora, "lr": tc.lr, "n_tasks": n_tasks, "steps": steps, "year_line": year_line, "epochs": m["epochs"], "final_loss": m["final_loss"],
-       "train_seconds": m["train_seconds"]}
+res = {"lora": tc.lora, "lr": tc.lr, "n_tasks": n_tasks, "steps": steps, "year_line": year_line,
+       "epochs": m["epochs"], "final_loss": m["final_loss"], "train_seconds": m["train_seconds"]}
 ec = dataclasses.replace(cfg.eval, samples=0, n_prompts=1000)
 for name, ts in (("own", train), ("held_out", held)):
     ev = cd.code_eval_rows(ts, year_line)
