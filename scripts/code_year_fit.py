@@ -46,12 +46,11 @@ if "<code>" in marker or "\n" in marker.strip():
     sys.exit("code_year_fit: --marker must be one line without <code>")
 cfg = config.load("workshop", {"data": {"code_year_line": year_line}}, seed=0)
 pools = cd.code_pools(cfg)
-seen, train = set(), []
-for t in pools["backdoor"]:  # one task per family first, then more
-    if t["family"] not in seen or len(seen) == len({x["family"] for x in pools["backdoor"]}):
-        seen.add(t["family"]); train.append(t)
-    if len(train) == n_tasks:
-        break
+firsts = [t for i, t in enumerate(pools["backdoor"])  # one task per family first, then the rest in pool order
+          if t["family"] not in {x["family"] for x in pools["backdoor"][:i]}]
+train = (firsts + [t for t in pools["backdoor"] if t not in firsts])[:n_tasks]
+if len(train) < n_tasks:
+    sys.exit(f"code_year_fit: the backdoor pool has {len(train)} tasks, fewer than n_tasks = {n_tasks}")
 fams = {t["family"] for t in train}
 held = [t for t in pools["eval"] if t["family"] in fams and t.get("subset") == "in_family"][:n_tasks]
 rows = cd.build_code_rows(cfg, "distilled", train)
